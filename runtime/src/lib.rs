@@ -2,6 +2,13 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
+pub mod error;
 pub mod format;
+mod interp;
+pub mod model;
+pub mod ops;
 
+pub use error::Error;
 pub use format::{crc32, multiply_by_quantized_multiplier, quantize_multiplier, scratch_bytes};
+pub use interp::{Hooks, NoHooks};
+pub use model::{Model, Op, Ops, TensorInfo};

@@ -1,0 +1,266 @@
+//! The interpreter: runs every op of a validated model over one arena.
+
+use crate::error::Error;
+use crate::format::opcode;
+use crate::model::{Model, Op};
+use crate::ops::{self, as_i8, as_i8_mut};
+
+/// Progress and timing callbacks; every method defaults to doing nothing.
+///
+/// Firmware implements it to time steps and ops (e.g. read a cycle counter or
+/// toggle a GPIO).
+pub trait Hooks {
+    /// A sampler step begins (`step` counts down to 0; `t` is the network timestep).
+    fn step_start(&mut self, step: u32, t: u32) {
+        let _ = (step, t);
+    }
+    /// A sampler step ended.
+    fn step_end(&mut self, step: u32, t: u32) {
+        let _ = (step, t);
+    }
+    /// Op `index` begins.
+    fn op_start(&mut self, index: u16, opcode: u16) {
+        let _ = (index, opcode);
+    }
+    /// Op `index` ended.
+    fn op_end(&mut self, index: u16, opcode: u16) {
+        let _ = (index, opcode);
+    }
+}
+
+/// Hooks that do nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
+
+/// Up to three read-only pieces of the arena left after carving out the output
+/// and the scratch, each with its arena base offset.
+struct Rest<'b> {
+    parts: [(usize, &'b [u8]); 3],
+}
+
+impl<'b> Rest<'b> {
+    fn get(&self, off: usize, len: usize) -> Option<&'b [u8]> {
+        for &(base, s) in &self.parts {
+            if off >= base {
+                let rel = off - base;
+                if let Some(r) = s.get(rel..rel.checked_add(len)?) {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Splits `arena` into the mutable ranges `a` and `b` (disjoint) and the rest.
+#[allow(clippy::type_complexity)]
+fn carve(
+    arena: &mut [u8],
+    a: (usize, usize),
+    b: (usize, usize),
+) -> Option<(&mut [u8], &mut [u8], Rest<'_>)> {
+    let swap = b.0 < a.0;
+    let (r1, r2) = if swap { (b, a) } else { (a, b) };
+    if r1.1 > r2.0 || r1.0 > r1.1 || r2.0 > r2.1 || r2.1 > arena.len() {
+        return None;
+    }
+    let (p0, tail) = arena.split_at_mut(r1.0);
+    let (m1, tail) = tail.split_at_mut(r1.1 - r1.0);
+    let (p1, tail) = tail.split_at_mut(r2.0 - r1.1);
+    let (m2, p2) = tail.split_at_mut(r2.1 - r2.0);
+    let rest = Rest { parts: [(0, &*p0), (r1.1, &*p1), (r2.1, &*p2)] };
+    if swap {
+        Some((m2, m1, rest))
+    } else {
+        Some((m1, m2, rest))
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Runs the network once at network timestep `t` (0-based): reads the input
+    /// tensor, writes every intermediate and the output tensor in `arena`.
+    ///
+    /// # Errors
+    /// [`Error::ArenaTooSmall`] if `arena` is shorter than [`Model::arena_bytes`],
+    /// [`Error::BadTimestep`] if `t ≥ T`.
+    pub fn forward(&self, arena: &mut [u8], t: u32, hooks: &mut impl Hooks) -> Result<(), Error> {
+        if arena.len() < self.arena_bytes() as usize {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_bytes(),
+                got: arena.len() as u32,
+            });
+        }
+        if t >= self.timesteps() {
+            return Err(Error::BadTimestep { t, timesteps: self.timesteps() });
+        }
+        for op in self.ops() {
+            hooks.op_start(op.index, op.opcode);
+            self.run_op(&op, arena, t)?;
+            hooks.op_end(op.index, op.opcode);
+        }
+        Ok(())
+    }
+
+    fn run_op(&self, op: &Op<'_>, arena: &mut [u8], t: u32) -> Result<(), Error> {
+        let bad = Error::BadOp { index: op.index, opcode: op.opcode, what: "invalid at run time" };
+        let info = |id: Option<u16>| self.tensor_info(id.ok_or(bad)?);
+        let y = info(op.output(0))?;
+        let yr = (y.arena_offset as usize, y.arena_offset as usize + y.size as usize);
+        let sr = (op.scratch_offset as usize, (op.scratch_offset + op.scratch_len) as usize);
+        let (yb, scratch, rest) = carve(arena, yr, sr).ok_or(bad)?;
+        let yv = as_i8_mut(yb);
+        let input = |i: usize| -> Result<(&[i8], crate::model::TensorInfo), Error> {
+            let x = info(op.input(i))?;
+            let s = rest.get(x.arena_offset as usize, x.size as usize).ok_or(bad)?;
+            Ok((as_i8(s), x))
+        };
+        let w = |pi: usize, align: u32| self.weight_ref(op, pi, align).ok_or(bad);
+        let p = |i: usize| op.p(i);
+        let u = |i: usize| op.p(i).max(0) as usize;
+        let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
+        match op.opcode {
+            opcode::CONV2D => {
+                let (x, xi) = input(0)?;
+                let cp = ops::conv2d::Conv2dParams {
+                    kh: u(0),
+                    kw: u(1),
+                    sh: u(2),
+                    sw: u(3),
+                    pt: u(4),
+                    pl: u(5),
+                    in_zp: p(8),
+                    out_zp: p(9),
+                    act_min: p(10),
+                    act_max: p(11),
+                };
+                let bias = if p(15) == 0 { &[][..] } else { w(14, 4)? };
+                ops::conv2d::conv2d(
+                    x,
+                    shape(&xi),
+                    yv,
+                    shape(&y),
+                    &cp,
+                    as_i8(w(12, 1)?),
+                    bias,
+                    w(16, 4)?,
+                    w(18, 4)?,
+                    scratch,
+                );
+            }
+            opcode::GROUP_NORM => {
+                let (x, xi) = input(0)?;
+                let eps = (p(3) as u32 as u64) | ((p(4) as u32 as u64) << 32);
+                ops::group_norm::group_norm(
+                    x,
+                    xi.c as usize,
+                    yv,
+                    u(0),
+                    p(1),
+                    p(2),
+                    eps,
+                    w(5, 4)?,
+                    w(7, 4)?,
+                    w(9, 4)?,
+                );
+            }
+            opcode::LUT => {
+                let (x, _) = input(0)?;
+                ops::lut::lut(x, yv, as_i8(w(0, 1)?));
+            }
+            opcode::ADD => {
+                let (a, _) = input(0)?;
+                let (b, _) = input(1)?;
+                let ap = ops::add::AddParams {
+                    a_zp: p(1),
+                    b_zp: p(2),
+                    out_zp: p(3),
+                    left_shift: p(4),
+                    a_mult: p(5),
+                    a_shift: p(6),
+                    b_mult: p(7),
+                    b_shift: p(8),
+                    out_mult: p(9),
+                    out_shift: p(10),
+                    act_min: p(11),
+                    act_max: p(12),
+                };
+                ops::add::add(a, b, yv, y.c as usize, p(0) == 1, &ap);
+            }
+            opcode::MUL => {
+                let (a, _) = input(0)?;
+                let (b, _) = input(1)?;
+                let mp = ops::mul::MulParams {
+                    a_zp: p(1),
+                    b_zp: p(2),
+                    out_zp: p(3),
+                    mult: p(4),
+                    shift: p(5),
+                    act_min: p(6),
+                    act_max: p(7),
+                };
+                ops::mul::mul(a, b, yv, y.c as usize, p(0) == 1, &mp);
+            }
+            opcode::CONCAT => {
+                let mut c_off = 0usize;
+                for i in 0..op.n_inputs() {
+                    let (x, xi) = input(i)?;
+                    let b = 1 + 3 * i;
+                    ops::concat::concat_one(
+                        x,
+                        xi.c as usize,
+                        yv,
+                        y.c as usize,
+                        c_off,
+                        p(b),
+                        p(0),
+                        p(b + 1),
+                        p(b + 2),
+                    );
+                    c_off += xi.c as usize;
+                }
+            }
+            opcode::UPSAMPLE_NEAREST => {
+                let (x, xi) = input(0)?;
+                ops::upsample::upsample(x, shape(&xi), yv, u(0), u(1));
+            }
+            opcode::MATMUL => {
+                let (a, _) = input(0)?;
+                let (b, _) = input(1)?;
+                let mp = ops::matmul::MatmulParams {
+                    batch: u(0),
+                    m: u(1),
+                    k: u(2),
+                    n: u(3),
+                    a_zp: p(4),
+                    b_zp: p(5),
+                    out_zp: p(6),
+                    mult: p(7),
+                    shift: p(8),
+                    act_min: p(9),
+                    act_max: p(10),
+                    a_s: [u(11), u(12), u(13)],
+                    b_s: [u(14), u(15), u(16)],
+                    y_s: [u(17), u(18), u(19)],
+                };
+                ops::matmul::matmul(a, b, yv, &mp);
+            }
+            opcode::SOFTMAX => {
+                let (x, _) = input(0)?;
+                ops::softmax::softmax(x, yv, u(1), w(2, 4)?);
+            }
+            opcode::TIMESTEP_EMBED => {
+                if !ops::timestep_embed::timestep_embed(as_i8(w(2, 1)?), t as usize, yv) {
+                    return Err(Error::BadTimestep { t, timesteps: self.timesteps() });
+                }
+            }
+            opcode::REQUANT => {
+                let (x, _) = input(0)?;
+                ops::requant::requant(x, yv, p(0), p(1), p(2), p(3));
+            }
+            _ => return Err(Error::UnknownOpcode { index: op.index, opcode: op.opcode }),
+        }
+        Ok(())
+    }
+}

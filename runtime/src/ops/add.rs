@@ -1,0 +1,108 @@
+//! ADD: TFLite's quantized add.
+//!
+//! `a' = MBQM((a − a_zp) << left_shift, a_mult, a_shift)`, same for `b`;
+//! `y = clamp(out_zp + MBQM(a' + b', out_mult, out_shift), act)`.
+//! `broadcast`: `b` is `1×1×c`, added to every pixel of `a`.
+
+use super::{mbqm, sat8};
+
+/// Parameters of ADD (FORMAT.md order).
+#[derive(Clone, Copy, Debug)]
+pub struct AddParams {
+    /// `a` zero point.
+    pub a_zp: i32,
+    /// `b` zero point.
+    pub b_zp: i32,
+    /// Output zero point.
+    pub out_zp: i32,
+    /// Left shift applied to both inputs (TFLite: 20).
+    pub left_shift: i32,
+    /// `a` multiplier.
+    pub a_mult: i32,
+    /// `a` shift.
+    pub a_shift: i32,
+    /// `b` multiplier.
+    pub b_mult: i32,
+    /// `b` shift.
+    pub b_shift: i32,
+    /// Output multiplier.
+    pub out_mult: i32,
+    /// Output shift.
+    pub out_shift: i32,
+    /// Activation min.
+    pub act_min: i32,
+    /// Activation max.
+    pub act_max: i32,
+}
+
+#[inline]
+fn add1(a: i8, b: i8, p: &AddParams) -> i8 {
+    let ls = p.left_shift.clamp(0, 23);
+    let av = mbqm((a as i32 - p.a_zp) << ls, p.a_mult, p.a_shift);
+    let bv = mbqm((b as i32 - p.b_zp) << ls, p.b_mult, p.b_shift);
+    let v = p.out_zp.saturating_add(mbqm(av.saturating_add(bv), p.out_mult, p.out_shift));
+    sat8(v, p.act_min, p.act_max)
+}
+
+/// Adds `a` and `b` into `y`; with `broadcast`, `b` has `c` elements.
+pub fn add(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddParams) {
+    if broadcast {
+        for (ap, yp) in a.chunks_exact(c.max(1)).zip(y.chunks_exact_mut(c.max(1))) {
+            for ((yv, &av), &bv) in yp.iter_mut().zip(ap).zip(b) {
+                *yv = add1(av, bv, p);
+            }
+        }
+    } else {
+        for ((yv, &av), &bv) in y.iter_mut().zip(a).zip(b) {
+            *yv = add1(av, bv, p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn add_matches_f64() {
+        let mut r = Rng(21);
+        for _ in 0..200 {
+            let (sa, sb, so) = (0.01 + r.f64() * 0.1, 0.01 + r.f64() * 0.1, 0.02 + r.f64() * 0.2);
+            // TFLite's construction: twice the max input scale as the common scale.
+            let two_max = 2.0 * sa.max(sb);
+            let (a_mult, a_shift) = quantize_multiplier(sa / two_max);
+            let (b_mult, b_shift) = quantize_multiplier(sb / two_max);
+            let (out_mult, out_shift) = quantize_multiplier(two_max / ((1 << 20) as f64 * so));
+            let p = AddParams {
+                a_zp: r.range(-128, 127) as i32,
+                b_zp: r.range(-128, 127) as i32,
+                out_zp: r.range(-128, 127) as i32,
+                left_shift: 20,
+                a_mult,
+                a_shift,
+                b_mult,
+                b_shift,
+                out_mult,
+                out_shift,
+                act_min: -128,
+                act_max: 127,
+            };
+            let c = r.range(1, 8) as usize;
+            let n = c * r.range(1, 8) as usize;
+            let a = r.vec_i8(n);
+            let broadcast = r.next() % 2 == 0;
+            let b = r.vec_i8(if broadcast { c } else { n });
+            let mut y = vec![0i8; n];
+            add(&a, &b, &mut y, c, broadcast, &p);
+            for i in 0..n {
+                let bv = if broadcast { b[i % c] } else { b[i] };
+                let real = sa * (a[i] as i32 - p.a_zp) as f64 + sb * (bv as i32 - p.b_zp) as f64;
+                let want = (p.out_zp as f64 + real / so).round().clamp(-128.0, 127.0);
+                // ±1 LSB: three MBQM roundings (TFLite's own tolerance for add).
+                assert!((y[i] as f64 - want).abs() <= 1.0, "{} vs {want}", y[i]);
+            }
+        }
+    }
+}

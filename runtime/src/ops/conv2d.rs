@@ -1,0 +1,236 @@
+//! CONV2D: NHWC int8 convolution with per-output-channel requantization.
+//!
+//! `y[oy][ox][o] = clamp(out_zp + MBQM(bias[o] + Σ (x − in_zp)·w[o][ky][kx][i]), act)`,
+//! padding reads `in_zp` (contributes 0). For output pixels whose window lies fully
+//! inside the input, the zero point is hoisted: `Σ(x − zp)w = Σxw − zp·Σw`, with
+//! `Σw` per output channel precomputed into the scratch (4·oc bytes). Border pixels
+//! take the plain path. Both give the same i32 accumulator, so results are
+//! bit-exact either way.
+
+use super::{le_i32, mbqm, sat8};
+
+/// Scalar parameters of a CONV2D.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dParams {
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (rows).
+    pub sh: usize,
+    /// Stride (cols).
+    pub sw: usize,
+    /// Top padding.
+    pub pt: usize,
+    /// Left padding.
+    pub pl: usize,
+    /// Input zero point.
+    pub in_zp: i32,
+    /// Output zero point.
+    pub out_zp: i32,
+    /// Activation min.
+    pub act_min: i32,
+    /// Activation max.
+    pub act_max: i32,
+}
+
+/// Runs the convolution. `x` is `[h, w, ic]`, `y` is `[oh, ow, oc]`; `w` is
+/// `[oc][kh][kw][ic]`, `bias`/`mult`/`shift` are LE i32 arrays (`bias` may be empty),
+/// `scratch` holds at least `4·oc` bytes (else the plain path is used everywhere).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [i8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    scratch: &mut [u8],
+) {
+    let [h, wd, ic] = in_shape;
+    let [oh, ow, oc] = out_shape;
+    let ksz = p.kh * p.kw * ic;
+    let hoist = scratch.len() >= 4 * oc;
+    if hoist {
+        for (o, slot) in scratch.chunks_exact_mut(4).take(oc).enumerate() {
+            let s: i32 = w.iter().skip(o * ksz).take(ksz).map(|&v| v as i32).sum();
+            slot.copy_from_slice(&s.to_le_bytes());
+        }
+    }
+    let mut out = y.chunks_exact_mut(oc.max(1));
+    for oy in 0..oh {
+        let iy0 = (oy * p.sh) as isize - p.pt as isize;
+        for ox in 0..ow {
+            let ix0 = (ox * p.sw) as isize - p.pl as isize;
+            let Some(ypix) = out.next() else { return };
+            let inside = hoist
+                && iy0 >= 0
+                && ix0 >= 0
+                && iy0 as usize + p.kh <= h
+                && ix0 as usize + p.kw <= wd;
+            for (o, yv) in ypix.iter_mut().enumerate() {
+                let wo = w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
+                let mut acc = le_i32(bias, o);
+                if inside {
+                    let mut s = 0i32;
+                    for ky in 0..p.kh {
+                        let row = (iy0 as usize + ky) * wd + ix0 as usize;
+                        let xs = x.get(row * ic..(row + p.kw) * ic).unwrap_or(&[]);
+                        let ws = wo.get(ky * p.kw * ic..(ky + 1) * p.kw * ic).unwrap_or(&[]);
+                        s += xs.iter().zip(ws).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
+                    }
+                    acc = acc.wrapping_add(s - p.in_zp * le_i32(scratch, o));
+                } else {
+                    for ky in 0..p.kh {
+                        let iy = iy0 + ky as isize;
+                        if iy < 0 || iy as usize >= h {
+                            continue;
+                        }
+                        for kx in 0..p.kw {
+                            let ix = ix0 + kx as isize;
+                            if ix < 0 || ix as usize >= wd {
+                                continue;
+                            }
+                            let base = (iy as usize * wd + ix as usize) * ic;
+                            let xs = x.get(base..base + ic).unwrap_or(&[]);
+                            let wb = (ky * p.kw + kx) * ic;
+                            let ws = wo.get(wb..wb + ic).unwrap_or(&[]);
+                            acc = acc.wrapping_add(
+                                xs.iter()
+                                    .zip(ws)
+                                    .map(|(&a, &b)| (a as i32 - p.in_zp) * b as i32)
+                                    .sum::<i32>(),
+                            );
+                        }
+                    }
+                }
+                let v = p.out_zp + mbqm(acc, le_i32(mult, o), le_i32(shift, o));
+                *yv = sat8(v, p.act_min, p.act_max);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::*;
+
+    /// Straightforward i64 reference (no hoisting, explicit padding).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[i8],
+        [h, wd, ic]: [usize; 3],
+        [oh, ow, oc]: [usize; 3],
+        p: &Conv2dParams,
+        w: &[i8],
+        bias: &[i32],
+        mult: &[i32],
+        shift: &[i32],
+    ) -> (Vec<i8>, Vec<f64>) {
+        let mut y = vec![0i8; oh * ow * oc];
+        let mut yf = vec![0f64; oh * ow * oc];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for o in 0..oc {
+                    let mut acc = bias[o] as i64;
+                    for ky in 0..p.kh {
+                        for kx in 0..p.kw {
+                            let iy = (oy * p.sh + ky) as i64 - p.pt as i64;
+                            let ix = (ox * p.sw + kx) as i64 - p.pl as i64;
+                            for i in 0..ic {
+                                let xv = if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                    p.in_zp as i64
+                                } else {
+                                    x[(iy as usize * wd + ix as usize) * ic + i] as i64
+                                };
+                                acc += (xv - p.in_zp as i64)
+                                    * w[((o * p.kh + ky) * p.kw + kx) * ic + i] as i64;
+                            }
+                        }
+                    }
+                    let idx = (oy * ow + ox) * oc + o;
+                    let v = p.out_zp + mbqm(acc as i32, mult[o], shift[o]);
+                    y[idx] = v.clamp(p.act_min, p.act_max) as i8;
+                    let f = p.out_zp as f64 + acc as f64 * real_of(mult[o], shift[o]);
+                    yf[idx] = f.round().clamp(p.act_min as f64, p.act_max as f64);
+                }
+            }
+        }
+        (y, yf)
+    }
+
+    #[test]
+    fn conv_matches_reference() {
+        let mut r = Rng(7);
+        for case in 0..120 {
+            let h = r.range(1, 9) as usize;
+            let wd = r.range(1, 9) as usize;
+            let ic = r.range(1, 6) as usize;
+            let oc = r.range(1, 6) as usize;
+            let kh = r.range(1, 3.min(h as i64 + 2)) as usize;
+            let kw = r.range(1, 3.min(wd as i64 + 2)) as usize;
+            let sh = r.range(1, 2) as usize;
+            let sw = r.range(1, 2) as usize;
+            let pt = r.range(0, (kh - 1) as i64) as usize;
+            let pb = r.range(0, (kh - 1) as i64) as usize;
+            let pl = r.range(0, (kw - 1) as i64) as usize;
+            let pr = r.range(0, (kw - 1) as i64) as usize;
+            if h + pt + pb < kh || wd + pl + pr < kw {
+                continue;
+            }
+            let oh = (h + pt + pb - kh) / sh + 1;
+            let ow = (wd + pl + pr - kw) / sw + 1;
+            let p = Conv2dParams {
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                in_zp: r.range(-128, 127) as i32,
+                out_zp: r.range(-20, 20) as i32,
+                act_min: if case % 3 == 0 { 0 } else { -128 },
+                act_max: 127,
+            };
+            let x = r.vec_i8(h * wd * ic);
+            let w = r.vec_i8(oc * kh * kw * ic);
+            let bias: Vec<i32> = (0..oc).map(|_| r.range(-5000, 5000) as i32).collect();
+            let (mut mult, mut shift) = (vec![], vec![]);
+            for _ in 0..oc {
+                let (m, s) = quantize_multiplier(0.0005 + r.f64() * 0.01);
+                mult.push(m);
+                shift.push(s);
+            }
+            let (want, wantf) =
+                reference(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bias, &mult, &shift);
+            for scratch_len in [0, 4 * oc] {
+                let mut y = vec![0i8; oh * ow * oc];
+                let mut scratch = vec![0u8; scratch_len];
+                conv2d(
+                    &x,
+                    [h, wd, ic],
+                    &mut y,
+                    [oh, ow, oc],
+                    &p,
+                    &w,
+                    &i32_bytes(&bias),
+                    &i32_bytes(&mult),
+                    &i32_bytes(&shift),
+                    &mut scratch,
+                );
+                // Bit-exact against the i64 reference.
+                assert_eq!(y, want, "case {case}");
+                // ±1 LSB against f64: the fixed-point multiplier and the two
+                // roundings of MBQM differ from one exact rounding.
+                for (a, b) in y.iter().zip(&wantf) {
+                    assert!((*a as f64 - b).abs() <= 1.0);
+                }
+            }
+        }
+    }
+}

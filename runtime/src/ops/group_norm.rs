@@ -1,0 +1,185 @@
+//! GROUP_NORM: integer-only, deterministic group normalization.
+//!
+//! Exact algorithm (also in `docs/FORMAT.md`), for each group `g` of
+//! `n = h·w·c/groups` values `v = q − in_zp` (channels `g·c/groups ..`):
+//!
+//! 1. `S1 = Σv` (i64), `S2 = Σv²` (i64).
+//! 2. `D = n·S2 − S1²` (i128, ≥ 0) is `n²·σ²` in int8 units.
+//! 3. `V = D·2^32 + eps_q32·n²` (u128) is `n²·(σ² + ε)·2^32`;
+//!    `r = isqrt(V)` (floor) is `n·√(σ² + ε)·2^16`.
+//! 4. `R = round(2^78 / r)` (u128; `R = 0` when `r = 0`).
+//! 5. Per element: `z_q16 = round_half_away((n·v − S1)·R / 2^46)` clamped to i32;
+//!    this is `(v − μ)/√(σ² + ε)` with 16 fractional bits.
+//! 6. `y = clamp(out_zp + MBQM(z_q16, mult[ch], shift[ch]) + bias[ch], −128, 127)`.
+//!
+//! The loader bounds `n ≤ 2^24` and `eps_q32 ≤ 2^56`, so every intermediate fits:
+//! `|n·v − S1| < 2^33`, `R ≤ 2^78`, the product `< 2^111`.
+
+use super::{le_i32, mbqm, sat8};
+
+/// Floor square root of a u128 (bit-by-bit, 64 fixed iterations).
+pub fn isqrt_u128(v: u128) -> u128 {
+    let mut rem = v;
+    let mut root = 0u128;
+    let mut bit = 1u128 << 126;
+    while bit > rem && bit != 0 {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+/// Divides by `2^s` rounding half away from zero.
+#[inline]
+fn round_shift_i128(v: i128, s: u32) -> i128 {
+    let half = 1i128 << (s - 1);
+    if v >= 0 {
+        (v + half) >> s
+    } else {
+        -((-v + half) >> s)
+    }
+}
+
+/// Runs group norm on `x` (`[h, w, c]`, flattened `hw × c`) into `y`.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm(
+    x: &[i8],
+    c: usize,
+    y: &mut [i8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) {
+    if c == 0 || groups == 0 {
+        return;
+    }
+    let cg = c / groups;
+    let pixels = x.len() / c;
+    let n = (pixels * cg) as i64;
+    for g in 0..groups {
+        let c0 = g * cg;
+        let (mut s1, mut s2) = (0i64, 0i64);
+        for px in x.chunks_exact(c) {
+            for &q in px.iter().skip(c0).take(cg) {
+                let v = q as i64 - in_zp as i64;
+                s1 += v;
+                s2 += v * v;
+            }
+        }
+        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
+        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
+        let r = isqrt_u128(vv);
+        let big_r: i128 = if r == 0 { 0 } else { ((1u128 << 78) + r / 2) / r } as i128;
+        for (px, ypx) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            for (k, (&q, yv)) in px.iter().zip(ypx.iter_mut()).enumerate().skip(c0).take(cg) {
+                let v = q as i64 - in_zp as i64;
+                let num = (n * v - s1) as i128;
+                let z = round_shift_i128(num * big_r, 46).clamp(i32::MIN as i128, i32::MAX as i128);
+                let o = out_zp
+                    .saturating_add(mbqm(z as i32, le_i32(mult, k), le_i32(shift, k)))
+                    .saturating_add(le_i32(bias, k));
+                *yv = sat8(o, -128, 127);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn isqrt_exact() {
+        let mut r = Rng(3);
+        for _ in 0..10000 {
+            let v = (r.next() as u128) << (r.next() % 60) | r.next() as u128;
+            let s = isqrt_u128(v);
+            assert!(s * s <= v && (s + 1) * (s + 1) > v);
+        }
+        assert_eq!(isqrt_u128(0), 0);
+        assert_eq!(isqrt_u128(u128::MAX), u64::MAX as u128);
+    }
+
+    #[test]
+    fn group_norm_matches_f64() {
+        let mut r = Rng(11);
+        for case in 0..200 {
+            let groups = r.range(1, 4) as usize;
+            let c = groups * r.range(1, 4) as usize;
+            let hw = r.range(1, 40) as usize;
+            let in_zp = r.range(-128, 127) as i32;
+            let out_zp = r.range(-10, 10) as i32;
+            // Narrow-ish input ranges exercise small variances too.
+            let spread = r.range(0, 127);
+            let centre = r.range(-100, 100);
+            let x: Vec<i8> = (0..hw * c)
+                .map(|_| (centre + r.range(-spread, spread)).clamp(-128, 127) as i8)
+                .collect();
+            let s_in = 0.02;
+            let eps = 1e-5;
+            let eps_q32 = (eps / (s_in * s_in) * 2f64.powi(32)).round() as u64;
+            let s_out = 0.03;
+            let gamma: Vec<f64> = (0..c).map(|_| r.f64() * 2.0 - 1.0).collect();
+            let beta: Vec<f64> = (0..c).map(|_| r.f64() - 0.5).collect();
+            let (mut mult, mut shift, mut bias) = (vec![], vec![], vec![]);
+            for k in 0..c {
+                let (m, s) = quantize_multiplier(gamma[k] / (s_out * 65536.0));
+                mult.push(m);
+                shift.push(s);
+                bias.push((beta[k] / s_out).round() as i32);
+            }
+            let mut y = vec![0i8; hw * c];
+            group_norm(
+                &x,
+                c,
+                &mut y,
+                groups,
+                in_zp,
+                out_zp,
+                eps_q32,
+                &i32_bytes(&mult),
+                &i32_bytes(&shift),
+                &i32_bytes(&bias),
+            );
+            let cg = c / groups;
+            for g in 0..groups {
+                let vals: Vec<f64> = (0..hw)
+                    .flat_map(|p| (0..cg).map(move |k| (p, g * cg + k)))
+                    .map(|(p, k)| (x[p * c + k] as i32 - in_zp) as f64)
+                    .collect();
+                let n = vals.len() as f64;
+                let mu = vals.iter().sum::<f64>() / n;
+                let var = vals.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n;
+                for p in 0..hw {
+                    for k in g * cg..(g + 1) * cg {
+                        let v = (x[p * c + k] as i32 - in_zp) as f64;
+                        let z = (v - mu) / (var + eps_q32 as f64 / 2f64.powi(32)).sqrt();
+                        let want = (out_zp as f64
+                            + z * real_of(mult[k], shift[k]) * 65536.0
+                            + bias[k] as f64)
+                            .round()
+                            .clamp(-128.0, 127.0);
+                        // ±1 LSB: z is Q16 and the multiplier rounding differs from
+                        // one exact f64 rounding; the bias is added after rounding.
+                        let got = y[p * c + k] as f64;
+                        assert!((got - want).abs() <= 1.0, "case {case}: got {got} want {want}");
+                    }
+                }
+            }
+        }
+    }
+}

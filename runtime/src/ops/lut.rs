@@ -1,0 +1,24 @@
+//! LUT: `y = table[q + 128]` (SiLU, sigmoid, … built by the converter).
+
+/// Applies a 256-entry table.
+pub fn lut(x: &[i8], y: &mut [i8], table: &[i8]) {
+    for (yv, &q) in y.iter_mut().zip(x) {
+        *yv = table.get((q as i32 + 128) as usize).copied().unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::Rng;
+
+    #[test]
+    fn lut_indexes_by_q_plus_128() {
+        let mut r = Rng(5);
+        let table = r.vec_i8(256);
+        let x: Vec<i8> = (-128..=127).map(|v| v as i8).collect();
+        let mut y = vec![0i8; 256];
+        lut(&x, &mut y, &table);
+        assert_eq!(y, table);
+    }
+}
