@@ -12,3 +12,8 @@ pub use error::Error;
 pub use format::{crc32, multiply_by_quantized_multiplier, quantize_multiplier, scratch_bytes};
 pub use interp::{Hooks, NoHooks};
 pub use model::{Model, Op, Ops, TensorInfo};
+pub mod digest;
+pub mod sampler;
+
+pub use digest::{digest, Digest};
+pub use sampler::{Mode, Sampler, SamplerConfig, Sigma};
