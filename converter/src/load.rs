@@ -1,0 +1,123 @@
+//! Loading an ONNX model with tract: fixed input facts, typed, decluttered.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+/// A loaded, typed and decluttered model with its fixed image shape.
+pub struct Loaded {
+    /// The decluttered tract model (inputs: image, timestep; output: ε).
+    pub model: TypedModel,
+    /// Image shape `[c, h, w]` (batch 1).
+    pub image_chw: [usize; 3],
+    /// SHA-256 of the source file, lowercase hex.
+    pub sha256: String,
+}
+
+/// Loads `path`, fixing the inputs to `x: f32[1, C, H, W]` and `t: i64[1]`.
+///
+/// `input_shape` overrides `[C, H, W]` when the file leaves it dynamic.
+///
+/// # Errors
+/// Missing, truncated or non-ONNX files, a wrong number of inputs or outputs, or a
+/// shape that stays dynamic.
+pub fn load(path: &Path, input_shape: Option<[usize; 3]>) -> Result<Loaded> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("{} is empty, not an ONNX model", path.display());
+    }
+    let sha256 = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&bytes);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let onnx = tract_onnx::onnx();
+    let mut model = onnx.model_for_read(&mut &bytes[..]).map_err(|e| {
+        anyhow::anyhow!("{} is not a readable ONNX model: {}", path.display(), root(&e))
+    })?;
+    let inputs = model.input_outlets()?.len();
+    if inputs != 2 {
+        bail!(
+            "{} has {inputs} inputs; a DDPM UNet needs exactly 2 (image x f32[1,C,H,W], timestep t i64[1])",
+            path.display()
+        );
+    }
+    let outputs = model.output_outlets()?.len();
+    if outputs != 1 {
+        bail!("{} has {outputs} outputs; expected exactly 1 (ε, same shape as x)", path.display());
+    }
+    // Image shape: from the file when it is concrete, else from --input-shape.
+    let fact = model.input_fact(0)?.clone();
+    let from_file: Option<Vec<usize>> = fact.shape.concretize().and_then(|dims| {
+        dims.iter().map(|d| d.to_i64().ok().map(|v| v as usize)).collect::<Option<Vec<_>>>()
+    });
+    let chw = match (input_shape, from_file) {
+        (Some(s), _) => s,
+        (None, Some(d)) if d.len() == 4 && d[0] == 1 => [d[1], d[2], d[3]],
+        (None, Some(d)) => bail!(
+            "input 0 of {} has shape {d:?}; expected [1, C, H, W] (override with --input-shape C,H,W)",
+            path.display()
+        ),
+        (None, None) => bail!(
+            "input 0 of {} has a dynamic shape {:?} that cannot be fixed from the file; pass --input-shape C,H,W",
+            path.display(),
+            fact.shape
+        ),
+    };
+    model.set_input_fact(0, f32::fact([1, chw[0], chw[1], chw[2]]).into())?;
+    model.set_input_fact(1, i64::fact([1]).into())?;
+    let typed = model.into_typed().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot type {} with x f32[1,{},{},{}], t i64[1]: {}",
+            path.display(),
+            chw[0],
+            chw[1],
+            chw[2],
+            root(&e)
+        )
+    })?;
+    let model = typed
+        .into_decluttered()
+        .map_err(|e| anyhow::anyhow!("cannot declutter {}: {}", path.display(), root(&e)))?;
+    // Every fact must now be concrete.
+    for node in model.nodes() {
+        for (i, o) in node.outputs.iter().enumerate() {
+            if o.fact.shape.as_concrete().is_none() {
+                bail!(
+                    "node {:?} ({}) output {i} keeps a dynamic shape {:?} after fixing the inputs",
+                    node.name,
+                    node.op.name(),
+                    o.fact.shape
+                );
+            }
+        }
+    }
+    Ok(Loaded { model, image_chw: chw, sha256 })
+}
+
+/// The innermost cause of a tract error, on one line.
+pub fn root(e: &anyhow::Error) -> String {
+    let msgs: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    msgs.join(": ").replace('\n', " ")
+}
+
+/// One line per node of the decluttered graph: id, name, op, inputs, output facts.
+pub fn dump(model: &TypedModel) -> String {
+    let mut s = String::new();
+    for id in model.eval_order().unwrap_or_default() {
+        let n = model.node(id);
+        let ins: Vec<String> = n.inputs.iter().map(|o| format!("{}/{}", o.node, o.slot)).collect();
+        let outs: Vec<String> = n.outputs.iter().map(|o| format!("{:?}", o.fact)).collect();
+        s.push_str(&format!(
+            "#{id} {} [{}] <- ({}) -> {} :: {:?}\n",
+            n.name,
+            n.op.name(),
+            ins.join(", "),
+            outs.join(", "),
+            n.op
+        ));
+    }
+    s
+}
