@@ -190,8 +190,8 @@ fn main() {
         .unwrap();
     writeln!(cfg, "/// Image shape.").unwrap();
     writeln!(cfg, "pub const IMAGE_H: usize = {};\npub const IMAGE_W: usize = {};\npub const IMAGE_C: usize = {};", info.h, info.w, info.c).unwrap();
-    writeln!(cfg, "/// Multiply-accumulates of one network evaluation, by op class.").unwrap();
-    writeln!(cfg, "pub const CONV_MACS: u64 = {};\npub const MATMUL_MACS: u64 = {};", info.conv_macs, info.matmul_macs).unwrap();
+    writeln!(cfg, "/// Rust target triple.").unwrap();
+    writeln!(cfg, "pub const TARGET: &str = {target:?};").unwrap();
     writeln!(cfg, "/// Sampling settings (DDPM_SEED, DDPM_STEPS).").unwrap();
     writeln!(cfg, "pub const SEED: u64 = {seed};\npub const STEPS: u32 = {steps};").unwrap();
     fs::write(out.join("config.rs"), cfg).unwrap();
@@ -211,8 +211,6 @@ struct Info {
     h: u32,
     w: u32,
     c: u32,
-    conv_macs: u64,
-    matmul_macs: u64,
 }
 
 fn rd<const N: usize>(b: &[u8], off: usize) -> Result<[u8; N], String> {
@@ -225,9 +223,6 @@ fn u16_at(b: &[u8], off: usize) -> Result<u16, String> {
 }
 fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
     Ok(u32::from_le_bytes(rd(b, off)?))
-}
-fn i32_at(b: &[u8], off: usize) -> Result<i32, String> {
-    Ok(i32::from_le_bytes(rd(b, off)?))
 }
 
 fn parse(b: &[u8]) -> Result<Info, String> {
@@ -258,49 +253,8 @@ fn parse(b: &[u8]) -> Result<Info, String> {
     }
     let get = |k: usize| sec[k].ok_or_else(|| format!("section kind {k} missing"));
     let (m, _) = get(1)?;
-    let (t_off, _) = get(2)?;
-    let (o_off, o_len) = get(3)?;
-    let tensor_count = u32_at(b, m)? as usize;
-    let op_count = u32_at(b, m + 4)? as usize;
     let timesteps = u32_at(b, m + 16)?;
     let (h, w, c) = (u32_at(b, m + 40)?, u32_at(b, m + 44)?, u32_at(b, m + 48)?);
 
-    let shape = |id: usize| -> Result<(u64, u64, u64), String> {
-        if id >= tensor_count {
-            return Err(format!("tensor id {id} out of range"));
-        }
-        let r = t_off + 32 * id;
-        Ok((u16_at(b, r)? as u64, u16_at(b, r + 2)? as u64, u16_at(b, r + 4)? as u64))
-    };
-
-    let (mut conv_macs, mut matmul_macs) = (0u64, 0u64);
-    let mut p = o_off;
-    for _ in 0..op_count {
-        if p + 16 > o_off + o_len {
-            return Err("op list runs past the OPS section".into());
-        }
-        let opcode = u16_at(b, p)?;
-        let n_in = b[p + 2] as usize;
-        let n_out = b[p + 3] as usize;
-        let n_params = u16_at(b, p + 4)? as usize;
-        let ids = p + 16;
-        let n_ids = n_in + n_out;
-        let params = ids + (2 * n_ids).div_ceil(4) * 4;
-        let param = |i: usize| i32_at(b, params + 4 * i);
-        match opcode {
-            1 if n_in >= 1 && n_out >= 1 && n_params >= 2 => {
-                let (_, _, ic) = shape(u16_at(b, ids)? as usize)?;
-                let (oh, ow, oc) = shape(u16_at(b, ids + 2 * n_in)? as usize)?;
-                let (kh, kw) = (param(0)? as u64, param(1)? as u64);
-                conv_macs += oh * ow * oc * kh * kw * ic;
-            }
-            8 if n_params >= 4 => {
-                let (batch, mm, k, n) = (param(0)? as u64, param(1)? as u64, param(2)? as u64, param(3)? as u64);
-                matmul_macs += batch * mm * k * n;
-            }
-            _ => {}
-        }
-        p = params + 4 * n_params;
-    }
-    Ok(Info { arena_bytes, timesteps, h, w, c, conv_macs, matmul_macs })
+    Ok(Info { arena_bytes, timesteps, h, w, c })
 }

@@ -9,7 +9,7 @@
 use super::{Board, Clock, ClockDelay, MmioPin};
 
 /// Board tag read by `run-qemu.sh`: `probe-rs:<chip>`.
-pub static BOARD_TAG: [u8; 29] = *b"DDPM_BOARD=probe-rs:RP2040;\0\0";
+pub static BOARD_TAG: &str = "DDPM_BOARD=probe-rs:RP2040;";
 
 /// What [`Clock`] counts.
 pub const UNIT: &str = "cycles";

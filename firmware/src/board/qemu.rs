@@ -9,10 +9,10 @@ use super::{Board, Clock, ClockDelay, MmioPin};
 
 /// Board tag read by `run-qemu.sh`: `qemu:<machine>:<cpu>`.
 #[cfg(feature = "qemu-m4")]
-pub static BOARD_TAG: [u8; 37] = *b"DDPM_BOARD=qemu:mps2-an386:cortex-m4;";
+pub static BOARD_TAG: &str = "DDPM_BOARD=qemu:mps2-an386:cortex-m4;";
 /// Board tag read by `run-qemu.sh`: `qemu:<machine>:<cpu>`.
 #[cfg(feature = "qemu-m7")]
-pub static BOARD_TAG: [u8; 37] = *b"DDPM_BOARD=qemu:mps2-an500:cortex-m7;";
+pub static BOARD_TAG: &str = "DDPM_BOARD=qemu:mps2-an500:cortex-m7;";
 
 /// What [`Clock`] counts.
 pub const UNIT: &str = "instr";

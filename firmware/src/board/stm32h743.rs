@@ -8,7 +8,7 @@
 use super::{Board, Clock, ClockDelay, MmioPin};
 
 /// Board tag read by `run-qemu.sh`: `probe-rs:<chip>`.
-pub static BOARD_TAG: [u8; 36] = *b"DDPM_BOARD=probe-rs:STM32H743ZITx;\0\0";
+pub static BOARD_TAG: &str = "DDPM_BOARD=probe-rs:STM32H743ZITx;";
 
 /// What [`Clock`] counts.
 pub const UNIT: &str = "cycles";
