@@ -220,7 +220,7 @@ impl<'a> Model<'a> {
             return Err(trunc(table_end, len));
         }
         let stored = h(20);
-        let computed = crate::format::crc32(bytes.get(HEADER_SIZE..).unwrap_or(&[]));
+        let computed = crate::format::artifact_crc(bytes);
         if stored != computed {
             return Err(Error::CrcMismatch { stored, computed });
         }
@@ -692,7 +692,7 @@ impl<'a> Model<'a> {
         };
         let shifts_ok = |w: &[u8]| {
             w.chunks_exact(4).all(|c| {
-                let v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                let v = i32::from_le_bytes(c.try_into().unwrap_or([0; 4]));
                 (-31..=30).contains(&v)
             })
         };

@@ -186,12 +186,30 @@ static CRC_TABLE: [u32; 256] = crc_table();
 ///
 /// `crc32(b"123456789") == 0xCBF4_3926`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
+    crc32_update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
+}
+
+/// Feeds `bytes` into a running CRC-32 register (start with `0xFFFF_FFFF`, xor the
+/// result with `0xFFFF_FFFF`).
+pub fn crc32_update(mut c: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
         let idx = ((c ^ b as u32) & 0xFF) as u8;
         c = CRC_TABLE.get(idx as usize).copied().unwrap_or(0) ^ (c >> 8);
     }
-    c ^ 0xFFFF_FFFF
+    c
+}
+
+/// Offset of the CRC field in the header.
+pub const CRC_OFFSET: usize = 20;
+
+/// The artifact checksum: CRC-32 of the whole file with the 4 CRC bytes
+/// (offset 20) read as zero, so every header bit is covered too.
+pub fn artifact_crc(file: &[u8]) -> u32 {
+    let head = file.get(..CRC_OFFSET).unwrap_or(file);
+    let tail = file.get(CRC_OFFSET + 4..).unwrap_or(&[]);
+    let c = crc32_update(0xFFFF_FFFF, head);
+    let c = crc32_update(c, &[0; 4]);
+    crc32_update(c, tail) ^ 0xFFFF_FFFF
 }
 
 /// TFLite's `QuantizeMultiplier`: splits `real` into `(mult, shift)` with

@@ -1,7 +1,9 @@
 //! Artifact builder (host only, `std` feature): the converter and the tests write
 //! `.ddq` files with it, so the layout rules live in one place.
 
-use super::{crc32, section, HEADER_SIZE, MAGIC, SECTION_ALIGN, SECTION_ENTRY_SIZE, VERSION};
+use super::{
+    artifact_crc, section, HEADER_SIZE, MAGIC, SECTION_ALIGN, SECTION_ENTRY_SIZE, VERSION,
+};
 
 /// A byte range inside the WEIGHTS section (offset relative to its start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +95,81 @@ pub struct ScheduleDesc {
     pub frac_bits: [u8; 8],
     /// The 8 tables, `T` values each (`format::table`).
     pub tables: [Vec<i32>; 8],
+}
+
+impl ScheduleDesc {
+    /// Tables for the β sequence `betas` (network timesteps `0..T`), computed as
+    /// FORMAT.md states: f64, rounded once to Q30 (fewer fractional bits for a
+    /// table whose largest value would not fit).
+    pub fn from_betas(kind: u32, betas: &[f64]) -> Self {
+        let t = betas.len();
+        let mut f = vec![vec![0f64; t]; 8];
+        let mut ab_prev = 1.0f64;
+        for (i, &b) in betas.iter().enumerate() {
+            let a = 1.0 - b;
+            let ab = ab_prev * a;
+            let bt = b * (1.0 - ab_prev) / (1.0 - ab);
+            f[0][i] = 1.0 / a.sqrt();
+            f[1][i] = b / (1.0 - ab).sqrt();
+            f[2][i] = b.sqrt();
+            f[3][i] = bt.max(0.0).sqrt();
+            f[4][i] = ab.sqrt();
+            f[5][i] = (1.0 - ab).sqrt();
+            f[6][i] = b * ab_prev.sqrt() / (1.0 - ab);
+            f[7][i] = a.sqrt() * (1.0 - ab_prev) / (1.0 - ab);
+            ab_prev = ab;
+        }
+        let mut frac_bits = [30u8; 8];
+        let mut tables: [Vec<i32>; 8] = Default::default();
+        for k in 0..8 {
+            let max = f[k].iter().fold(0f64, |m, v| m.max(v.abs()));
+            let mut fb = 30u8;
+            while fb > 0 && (max * (1u64 << fb) as f64).round() >= 2_147_483_647.0 {
+                fb -= 1;
+            }
+            frac_bits[k] = fb;
+            tables[k] = f[k].iter().map(|v| (v * (1u64 << fb) as f64).round() as i32).collect();
+        }
+        ScheduleDesc {
+            timesteps: t as u32,
+            kind,
+            beta_start: betas.first().copied().unwrap_or(0.0) as f32,
+            beta_end: betas.last().copied().unwrap_or(0.0) as f32,
+            frac_bits,
+            tables,
+        }
+    }
+
+    /// Linear β schedule (DDPM): `β_i = start + (end − start)·i/(T−1)`.
+    pub fn linear(timesteps: u32, beta_start: f64, beta_end: f64) -> Self {
+        let n = timesteps.max(1) as usize;
+        let d = (n.max(2) - 1) as f64;
+        let betas: Vec<f64> =
+            (0..n).map(|i| beta_start + (beta_end - beta_start) * i as f64 / d).collect();
+        Self::from_betas(0, &betas)
+    }
+
+    /// Quadratic schedule: `β_i = (√start + (√end − √start)·i/(T−1))²`.
+    pub fn quadratic(timesteps: u32, beta_start: f64, beta_end: f64) -> Self {
+        let n = timesteps.max(1) as usize;
+        let d = (n.max(2) - 1) as f64;
+        let (a, b) = (beta_start.sqrt(), beta_end.sqrt());
+        let betas: Vec<f64> = (0..n).map(|i| (a + (b - a) * i as f64 / d).powi(2)).collect();
+        let mut s = Self::from_betas(2, &betas);
+        s.beta_start = beta_start as f32;
+        s.beta_end = beta_end as f32;
+        s
+    }
+
+    /// Cosine schedule (Nichol & Dhariwal 2021, s = 0.008, β clipped at 0.999).
+    pub fn cosine(timesteps: u32) -> Self {
+        let n = timesteps.max(1) as usize;
+        let f =
+            |t: f64| ((t / n as f64 + 0.008) / 1.008 * core::f64::consts::FRAC_PI_2).cos().powi(2);
+        let betas: Vec<f64> =
+            (0..n).map(|i| (1.0 - f(i as f64 + 1.0) / f(i as f64)).min(0.999)).collect();
+        Self::from_betas(1, &betas)
+    }
 }
 
 /// Builds an artifact; `finish` lays out the sections and computes the CRC.
@@ -285,7 +362,7 @@ impl ArtifactBuilder {
         let file_size = out.len() as u32;
         out[16..20].copy_from_slice(&file_size.to_le_bytes());
         out[24..28].copy_from_slice(&self.arena_bytes.to_le_bytes());
-        let crc = crc32(&out[HEADER_SIZE..]);
+        let crc = artifact_crc(&out);
         out[20..24].copy_from_slice(&crc.to_le_bytes());
         out
     }

@@ -81,7 +81,7 @@ pub fn group_norm(
         let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
         let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
         let r = isqrt_u128(vv);
-        let big_r: i128 = if r == 0 { 0 } else { ((1u128 << 78) + r / 2) / r } as i128;
+        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
         for (px, ypx) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
             for (k, (&q, yv)) in px.iter().zip(ypx.iter_mut()).enumerate().skip(c0).take(cg) {
                 let v = q as i64 - in_zp as i64;

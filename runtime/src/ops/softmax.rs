@@ -16,7 +16,7 @@ pub fn softmax(x: &[i8], y: &mut [i8], len: usize, exp: &[u8]) {
         let sum: u64 = xr.iter().map(|&q| le_u32(exp, (max - q as i32) as usize) as u64).sum();
         for (yv, &q) in yr.iter_mut().zip(xr) {
             let e = le_u32(exp, (max - q as i32) as usize) as u64;
-            let v = if sum == 0 { 0 } else { ((e << 8) + sum / 2) / sum };
+            let v = ((e << 8) + sum / 2).checked_div(sum).unwrap_or(0);
             *yv = (v as i64 - 128).clamp(-128, 127) as i8;
         }
     }
