@@ -60,7 +60,7 @@ const BOARDS: &[Board] = &[
 ];
 
 /// Flash kept for code, defmt strings and vectors besides the artifact.
-const CODE_RESERVE: usize = 64 << 10;
+const CODE_RESERVE: usize = 128 << 10;
 /// RAM kept for the stack and the firmware's own statics besides the arena.
 const STACK_RESERVE: usize = 16 << 10;
 
