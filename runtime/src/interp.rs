@@ -108,7 +108,8 @@ impl<'a> Model<'a> {
         let info = |id: Option<u16>| self.tensor_info(id.ok_or(bad)?);
         let y = info(op.output(0))?;
         let yr = (y.arena_offset as usize, y.arena_offset as usize + y.size as usize);
-        let sr = (op.scratch_offset as usize, (op.scratch_offset + op.scratch_len) as usize);
+        let sr =
+            (op.scratch_offset as usize, op.scratch_offset.saturating_add(op.scratch_len) as usize);
         let (yb, scratch, rest) = carve(arena, yr, sr).ok_or(bad)?;
         let yv = as_i8_mut(yb);
         let input = |i: usize| -> Result<(&[i8], crate::model::TensorInfo), Error> {

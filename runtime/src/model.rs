@@ -854,6 +854,15 @@ impl<'a> Model<'a> {
                 check(&a, last(0, 1, 2, 1, 2))?;
                 check(&b, last(3, 4, 5, 2, 3))?;
                 check(&y, last(6, 7, 8, 1, 3))?;
+                // Bound the work: no more outputs than y holds, k no longer than
+                // either operand (strides may be 0, so addresses alone do not).
+                let outs = (d(0) + 1).checked_mul(d(1) + 1).and_then(|v| v.checked_mul(d(3) + 1));
+                if outs.is_none_or(|o| o > y.size as u64)
+                    || d(2) + 1 > a.size as u64
+                    || d(2) + 1 > b.size as u64
+                {
+                    return Err(bad("batch·m·n exceeds the output or k exceeds an operand"));
+                }
                 if (d(2) + 1) * 255 * 255 > i32::MAX as u64 {
                     return Err(bad("k too large for an i32 accumulator"));
                 }

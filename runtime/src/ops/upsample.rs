@@ -2,6 +2,7 @@
 
 /// Upsamples `x` (`[h, w, c]`) by `(fh, fw)` into `y`.
 pub fn upsample(x: &[i8], [h, w, c]: [usize; 3], y: &mut [i8], fh: usize, fw: usize) {
+    let (fh, fw) = (fh.max(1), fw.max(1));
     let ow = w * fw;
     if c == 0 || ow == 0 {
         return;

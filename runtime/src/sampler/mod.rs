@@ -441,6 +441,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
 
 /// `round((clip(x, −1, 1) + 1)·127.5)` for a Q`f` state value.
 pub fn state_to_pixel(x: i32, f: u32) -> u8 {
+    let f = f.min(30);
     let one = 1i64 << f;
     let v = (x as i64).clamp(-one, one) + one; // [0, 2^(f+1)]
     ((v * 255 + one) >> (f + 1)) as u8
