@@ -149,7 +149,45 @@ fn unet() -> Vec<u8> {
     b.finish()
 }
 
+/// `minimal()` with its REQUANT replaced by a MATMUL whose strides are all 0 and
+/// whose `batch`, `m`, `n` are `big` (k = 1): every element address is 0, so the
+/// loader's bound check passes, but one forward pass runs `big³` iterations.
+fn matmul_zero_stride(big: i32) -> Vec<u8> {
+    let mut b = ArtifactBuilder::new();
+    let x = b.add_tensor(TensorDesc { h: 2, w: 2, c: 1, arena_offset: 0, zero_point: 0, scale: 0.03 });
+    let e = b.add_tensor(TensorDesc { h: 2, w: 2, c: 1, arena_offset: 16, zero_point: 0, scale: 0.02 });
+    let (m, s) = quantize_multiplier(0.5);
+    b.add_op(OpDesc {
+        opcode: oc::MATMUL,
+        inputs: vec![x, x],
+        outputs: vec![e],
+        params: vec![big, big, 1, big, 0, 0, 0, m, s, -128, 127, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ..Default::default()
+    });
+    b.set_schedule(ScheduleDesc::quadratic(3, 0.02, 0.3));
+    b.set_model(model_desc(x, e, 3, 2, 2, 1, 0.03));
+    b.set_arena_bytes(32);
+    b.finish()
+}
+
+/// Hand-built reproducers for `regressions/` (see regressions/README.md).
+fn regressions(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("create regressions directory");
+    for (name, bytes) in [
+        ("matmul_zero_stride_op_macs_overflow.ddq", matmul_zero_stride(i32::MAX)),
+        ("matmul_zero_stride_unbounded_forward.ddq", matmul_zero_stride(1 << 16)),
+    ] {
+        let m = Model::load(&bytes).map(|_| "loads").unwrap_or("rejected");
+        std::fs::write(dir.join(name), &bytes).expect("write regression");
+        println!("{name}: {} bytes, {m}", bytes.len());
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--regressions") {
+        regressions(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions"));
+        return;
+    }
     let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds").join("artifact_loader")
     });
