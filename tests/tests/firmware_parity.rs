@@ -1,0 +1,190 @@
+//! Firmware parity: the firmware, built for Cortex-M and run under QEMU
+//! (`mps2-an386`), prints the same `DIGEST` as the host runtime for the same
+//! artifact, seed, steps and mode (DDIM-20, η = 0). Checked for three seeds on
+//! thumbv7em code and on thumbv6m (Cortex-M0+) code, which runs on the emulated
+//! M4 too.
+//!
+//! Two artifacts: a small synthetic network (always available, built here with
+//! `ArtifactBuilder`) and the shipped model `models/mnist_unet.ddq` (or
+//! `DDPM_ARTIFACT`). A missing QEMU, defmt-print, Rust target or shipped
+//! artifact fails the test: it never skips.
+//!
+//! The v7em seed-1 run of each artifact is also matched against the output
+//! shape in `firmware/expected/qemu-m4.out`.
+
+#[path = "firmware_parity/synthetic.rs"]
+mod synthetic;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use ddpm_runtime::{digest, Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
+
+const SEEDS: [u64; 3] = [1, 2, 3];
+const STEPS: u32 = 20;
+const TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+
+/// Firmware builds share one target directory; one at a time.
+static FIRMWARE: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+fn firmware_target_dir() -> PathBuf {
+    // A directory of its own: the outer `cargo test` may hold the workspace's.
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join("firmware"),
+        None => repo().join("target").join("firmware"),
+    }
+}
+
+fn require_tool(name: &str, arg: &str, hint: &str) {
+    let home_bin = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin").join(name));
+    let ok = |p: &Path| Command::new(p).arg(arg).output().map(|o| o.status.success()).unwrap_or(false);
+    let found = ok(Path::new(name)) || home_bin.as_deref().is_some_and(ok);
+    assert!(found, "`{name}` is required for the firmware parity test and was not found: {hint}");
+}
+
+fn host_digest(bytes: &[u8], seed: u64) -> String {
+    let model = Model::load(bytes).expect("host: artifact loads");
+    let mut arena = vec![0u8; Sampler::arena_bytes(&model)];
+    let cfg = SamplerConfig {
+        seed,
+        mode: Mode::Ddim { steps: STEPS, eta_q16: 0 },
+        sigma: Sigma::Beta,
+        clip_x0: false,
+    };
+    let mut s = Sampler::new(&model, &mut arena, cfg).expect("host: sampler");
+    while s.step(&mut NoHooks).expect("host: step").is_some() {}
+    let mut px = vec![0u8; model.image_len()];
+    s.pixels(&mut px).expect("host: pixels");
+    format!("{:016x}", digest(&px))
+}
+
+/// Builds and runs the firmware (`cargo run --release` in `firmware/`); returns stdout.
+fn run_firmware(artifact: &Path, target: &str, seed: u64) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo().join("firmware"))
+        .args(["run", "--release", "--target", target])
+        .env("CARGO_TARGET_DIR", firmware_target_dir())
+        .env("DDPM_ARTIFACT", artifact)
+        .env("DDPM_SEED", seed.to_string())
+        .env("DDPM_STEPS", STEPS.to_string())
+        .output()
+        .expect("spawn cargo");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "firmware run failed ({target}, seed {seed}, {}): {}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        artifact.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn parse_digest(stdout: &str) -> String {
+    let d: Vec<&str> = stdout.lines().filter_map(|l| l.trim().strip_prefix("DIGEST ")).collect();
+    assert_eq!(d.len(), 1, "expected one DIGEST line in:\n{stdout}");
+    let d = d[0].trim();
+    assert!(d.len() == 16 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "bad digest {d:?}");
+    d.to_owned()
+}
+
+/// `pattern` matches `line` where every `{}` stands for any run of characters.
+fn matches(pattern: &str, line: &str) -> bool {
+    let parts: Vec<&str> = pattern.split("{}").collect();
+    if parts.len() == 1 {
+        return pattern == line;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !line.starts_with(first) || !line[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &line[first.len()..line.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Matches `stdout` against the pattern file: line by line, `{}` inside a line
+/// is any text, and a line `{...}` is any number of lines.
+fn check_expected(stdout: &str) {
+    let path = repo().join("firmware/expected/qemu-m4.out");
+    let expected = std::fs::read_to_string(&path).expect("firmware/expected/qemu-m4.out");
+    let got: Vec<&str> = stdout.lines().collect();
+    let want: Vec<&str> = expected.lines().collect();
+    let (mut g, mut w) = (0, 0);
+    while w < want.len() {
+        if want[w] == "{...}" {
+            let next = want.get(w + 1).copied();
+            while g < got.len() && next.is_none_or(|n| !matches(n, got[g])) {
+                g += 1;
+            }
+            w += 1;
+            continue;
+        }
+        assert!(g < got.len(), "output ends before `{}` ({}):\n{stdout}", want[w], path.display());
+        assert!(
+            matches(want[w], got[g]),
+            "output line {} `{}` does not match `{}` ({}):\n{stdout}",
+            g + 1,
+            got[g],
+            want[w],
+            path.display()
+        );
+        g += 1;
+        w += 1;
+    }
+    assert_eq!(g, got.len(), "extra output after the last expected line ({}):\n{stdout}", path.display());
+}
+
+fn parity(artifact: &Path) {
+    require_tool("qemu-system-arm", "--version", "apt-get install qemu-system-arm");
+    require_tool("defmt-print", "--version", "cargo install defmt-print --locked");
+    let bytes = std::fs::read(artifact).unwrap_or_else(|e| panic!("{}: {e}", artifact.display()));
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut checked = 0;
+    for target in TARGETS {
+        for seed in SEEDS {
+            let stdout = run_firmware(artifact, target, seed);
+            let want = host_digest(&bytes, seed);
+            assert_eq!(parse_digest(&stdout), want, "{target} seed {seed}: firmware digest != host digest");
+            if target == TARGETS[0] && seed == SEEDS[0] {
+                check_expected(&stdout);
+            }
+            eprintln!("{target} seed {seed}: DIGEST {want} (firmware = host)");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, TARGETS.len() * SEEDS.len());
+}
+
+#[test]
+fn firmware_matches_host_on_synthetic_network() {
+    let dir = firmware_target_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("synthetic.ddq");
+    std::fs::write(&path, synthetic::artifact()).unwrap();
+    parity(&path);
+}
+
+#[test]
+fn firmware_matches_host_on_shipped_model() {
+    let path = std::env::var_os("DDPM_ARTIFACT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models/mnist_unet.ddq"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `converter quantize models/mnist_unet.onnx` first (or set DDPM_ARTIFACT)",
+        path.display()
+    );
+    parity(&path.canonicalize().unwrap());
+}
