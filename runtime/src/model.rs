@@ -581,9 +581,9 @@ impl<'a> Model<'a> {
                     .and_then(|i| self.tensor_info(i).ok())
                     .map(|t| t.c as u64)
                     .unwrap_or(0);
-                outn * p(0) * p(1) * ic
+                outn.saturating_mul(p(0)).saturating_mul(p(1)).saturating_mul(ic)
             }
-            opcode::MATMUL => p(0) * p(1) * p(2) * p(3),
+            opcode::MATMUL => p(0).saturating_mul(p(1)).saturating_mul(p(2)).saturating_mul(p(3)),
             _ => 0,
         }
     }

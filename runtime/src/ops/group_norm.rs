@@ -72,7 +72,7 @@ pub fn group_norm(
         let c0 = g * cg;
         let (mut s1, mut s2) = (0i64, 0i64);
         for px in x.chunks_exact(c) {
-            for &q in px.iter().skip(c0).take(cg) {
+            for &q in px.get(c0..c0 + cg).unwrap_or(&[]) {
                 let v = q as i64 - in_zp as i64;
                 s1 += v;
                 s2 += v * v;
@@ -83,7 +83,9 @@ pub fn group_norm(
         let r = isqrt_u128(vv);
         let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
         for (px, ypx) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-            for (k, (&q, yv)) in px.iter().zip(ypx.iter_mut()).enumerate().skip(c0).take(cg) {
+            let xs = px.get(c0..c0 + cg).unwrap_or(&[]);
+            let ys = ypx.get_mut(c0..c0 + cg).unwrap_or(&mut []);
+            for (k, (&q, yv)) in (c0..).zip(xs.iter().zip(ys.iter_mut())) {
                 let v = q as i64 - in_zp as i64;
                 let num = (n * v - s1) as i128;
                 let z = round_shift_i128(num * big_r, 46).clamp(i32::MIN as i128, i32::MAX as i128);

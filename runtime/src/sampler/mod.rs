@@ -115,7 +115,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
     /// Arena bytes a sampler needs: the network arena, padded to 4, then the state
     /// (4 bytes per image element).
     pub fn arena_bytes(model: &Model<'_>) -> usize {
-        Self::state_offset(model) + 4 * model.image_len()
+        arena_bytes_for(model.arena_bytes(), model.image_len())
     }
 
     fn state_offset(model: &Model<'_>) -> usize {
@@ -437,6 +437,12 @@ impl<'m, 'a> Sampler<'m, 'a> {
     pub fn network_arena(&self) -> &[u8] {
         self.arena.get(..self.state_off).unwrap_or(&[])
     }
+}
+
+/// [`Sampler::arena_bytes`] from the header's `arena_bytes` and the image element
+/// count, usable in constants: `(net_arena + 3) & !3` plus 4 bytes per element.
+pub const fn arena_bytes_for(net_arena: u32, image_len: usize) -> usize {
+    ((net_arena as usize + 3) & !3) + 4 * image_len
 }
 
 /// `round((clip(x, −1, 1) + 1)·127.5)` for a Q`f` state value.
