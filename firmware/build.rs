@@ -34,14 +34,24 @@ const BOARDS: &[Board] = &[
         flash: 4 << 20,
         ram: 4 << 20,
         // v6-M and v7-M code both run on the emulated M4.
-        targets: &["thumbv7em-none-eabihf", "thumbv7em-none-eabi", "thumbv6m-none-eabi", "thumbv7m-none-eabi"],
+        targets: &[
+            "thumbv7em-none-eabihf",
+            "thumbv7em-none-eabi",
+            "thumbv6m-none-eabi",
+            "thumbv7m-none-eabi",
+        ],
     },
     Board {
         feature: "qemu-m7",
         memory_x: "memory/qemu-mps2.x",
         flash: 4 << 20,
         ram: 4 << 20,
-        targets: &["thumbv7em-none-eabihf", "thumbv7em-none-eabi", "thumbv6m-none-eabi", "thumbv7m-none-eabi"],
+        targets: &[
+            "thumbv7em-none-eabihf",
+            "thumbv7em-none-eabi",
+            "thumbv6m-none-eabi",
+            "thumbv7m-none-eabi",
+        ],
     },
     Board {
         feature: "pico",
@@ -82,7 +92,10 @@ fn main() {
     // ---- board profile ----
     let selected: Vec<&Board> = BOARDS
         .iter()
-        .filter(|b| env::var_os(format!("CARGO_FEATURE_{}", b.feature.to_uppercase().replace('-', "_"))).is_some())
+        .filter(|b| {
+            env::var_os(format!("CARGO_FEATURE_{}", b.feature.to_uppercase().replace('-', "_")))
+                .is_some()
+        })
         .collect();
     let board = match selected.as_slice() {
         [b] => *b,
@@ -186,8 +199,12 @@ fn main() {
     writeln!(cfg, "/// Network arena plus sampler state, as checked against the board.").unwrap();
     writeln!(cfg, "pub const ARENA_BYTES: usize = {arena};").unwrap();
     writeln!(cfg, "/// Board RAM and flash in bytes.").unwrap();
-    writeln!(cfg, "pub const BOARD_RAM: usize = {};\npub const BOARD_FLASH: usize = {};", board.ram, board.flash)
-        .unwrap();
+    writeln!(
+        cfg,
+        "pub const BOARD_RAM: usize = {};\npub const BOARD_FLASH: usize = {};",
+        board.ram, board.flash
+    )
+    .unwrap();
     writeln!(cfg, "/// Image shape.").unwrap();
     writeln!(cfg, "pub const IMAGE_H: usize = {};\npub const IMAGE_W: usize = {};\npub const IMAGE_C: usize = {};", info.h, info.w, info.c).unwrap();
     writeln!(cfg, "/// Rust target triple.").unwrap();
@@ -199,7 +216,10 @@ fn main() {
 
 fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> T {
     match env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| fail(&format!("{name}={v:?} is not a valid number"))),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("{name}={v:?} is not a valid number"))),
         Err(_) => default,
     }
 }

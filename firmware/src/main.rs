@@ -10,10 +10,10 @@ use cortex_m_rt::entry;
 use ddpm_runtime::{Mode, Model, Sampler, SamplerConfig, Sigma};
 #[cfg(feature = "pico")]
 use defmt_rtt as _;
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7"))]
-use defmt_semihosting as _;
 #[cfg(feature = "stm32h743")]
 use defmt_rtt as _;
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7"))]
+use defmt_semihosting as _;
 use embedded_hal::delay::DelayNs;
 
 mod board;
@@ -88,7 +88,11 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
 
     let need = Sampler::arena_bytes(&model);
     if need > arena.len() {
-        defmt::error!("artifact needs {=usize} arena bytes, the build reserved {=usize}", need, arena.len());
+        defmt::error!(
+            "artifact needs {=usize} arena bytes, the build reserved {=usize}",
+            need,
+            arena.len()
+        );
         return Err(Failed);
     }
 
@@ -122,14 +126,24 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
     while let Some(j) = sampler.step(&mut probe)? {
         let t = sampler.timestep_of(j);
         n += 1;
-        defmt::info!("step {=u32}/{=u32} t={=u32} {=u64} {=str}", n, config::STEPS, t, probe.last_step, board::UNIT);
+        defmt::info!(
+            "step {=u32}/{=u32} t={=u32} {=u64} {=str}",
+            n,
+            config::STEPS,
+            t,
+            probe.last_step,
+            board::UNIT
+        );
     }
 
     let mut px = [0u8; PIXELS];
     sampler.pixels(&mut px)?;
     let mut row = [0u8; 128];
     for y in 0..config::IMAGE_H {
-        defmt::println!("|{=str}|", report::ascii_row(&px, config::IMAGE_W, config::IMAGE_C, y, &mut row));
+        defmt::println!(
+            "|{=str}|",
+            report::ascii_row(&px, config::IMAGE_W, config::IMAGE_C, y, &mut row)
+        );
     }
     let digest = ddpm_runtime::digest(&px);
     let mut line = Line::new();
@@ -163,7 +177,12 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
     line.clear();
     push(
         &mut line,
-        format_args!("  {:<16} {:>12} {unit} {:>6}%", "sampler+hooks", total - ops_total, Ratio((total - ops_total) * 100, total)),
+        format_args!(
+            "  {:<16} {:>12} {unit} {:>6}%",
+            "sampler+hooks",
+            total - ops_total,
+            Ratio((total - ops_total) * 100, total)
+        ),
     );
     defmt::info!("{=str}", line.as_str());
 
@@ -175,7 +194,8 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
             "BENCH {{\"board\":\"{}\",\"target\":\"{}\",\"unit\":\"{unit}\",\"seed\":{},\"steps\":{n},\
              \"instr_per_step\":{},\"instr_per_mac\":{},\"conv_instr_per_mac\":{},\"macs_per_step\":{macs},\
              \"conv_macs_per_step\":{conv_macs},\"load_instr\":{load},\"arena_bytes\":{need},\
-             \"net_arena_bytes\":{},\"flash_bytes\":{},\"stack_bytes\":{stack_bytes},\"digest\":\"{digest:016x}\"}}",
+             \"net_arena_bytes\":{},\"flash_bytes\":{},\"stack_bytes\":{stack_bytes},\"sample_s_at_168mhz\":{},\"sample_s_at_480mhz\":{},\
+             \"digest\":\"{digest:016x}\"}}",
             config::BOARD,
             config::TARGET,
             config::SEED,
@@ -184,6 +204,9 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
             Ratio(probe.class_units[class(ddpm_runtime::format::opcode::CONV2D)], conv_macs * steps),
             model.arena_bytes(),
             config::ARTIFACT.len(),
+            // Wall time of the whole sample at one instruction per cycle.
+            Ratio(total, 168_000_000),
+            Ratio(total, 480_000_000),
         ),
     );
     defmt::println!("{=str}", line.as_str());

@@ -26,7 +26,6 @@ impl Clock {
         DWT::unlock();
         dwt.set_cycle_count(0);
         dwt.enable_cycle_counter();
-        core::mem::forget((dcb, dwt));
         Self { _private: () }
     }
 

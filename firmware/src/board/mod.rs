@@ -71,7 +71,12 @@ impl MmioPin {
     /// `set` and `clear` must be valid, device-owned registers where writing
     /// `set_mask` to `set` drives the pin high and `clear_mask` to `clear`
     /// drives it low, and nothing else may use the pin.
-    pub const unsafe fn new(set: *mut u32, set_mask: u32, clear: *mut u32, clear_mask: u32) -> Self {
+    pub const unsafe fn new(
+        set: *mut u32,
+        set_mask: u32,
+        clear: *mut u32,
+        clear_mask: u32,
+    ) -> Self {
         Self { set, set_mask, clear, clear_mask }
     }
 

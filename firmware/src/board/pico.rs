@@ -52,7 +52,9 @@ impl Board {
         let clock = Clock::start(cp.SYST, 1);
         Self {
             // SAFETY: SIO set/clear registers of GPIO25, configured above.
-            step_pin: unsafe { MmioPin::new(SIO_GPIO_OUT_SET as *mut u32, LED, SIO_GPIO_OUT_CLR as *mut u32, LED) },
+            step_pin: unsafe {
+                MmioPin::new(SIO_GPIO_OUT_SET as *mut u32, LED, SIO_GPIO_OUT_CLR as *mut u32, LED)
+            },
             delay: ClockDelay::new(clock, ROSC_MHZ),
             clock,
         }

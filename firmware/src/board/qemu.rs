@@ -52,7 +52,9 @@ impl Board {
         let clock = Clock::start(cp.SYST, INSTR_PER_TICK);
         Self {
             // SAFETY: the LED register exists on every MPS2 FPGA image QEMU models.
-            step_pin: StepPin(unsafe { MmioPin::new(FPGAIO_LED as *mut u32, 1, FPGAIO_LED as *mut u32, 1) }),
+            step_pin: StepPin(unsafe {
+                MmioPin::new(FPGAIO_LED as *mut u32, 1, FPGAIO_LED as *mut u32, 1)
+            }),
             // Virtual time: 1 instruction per ns.
             delay: ClockDelay::new(clock, 1000),
             clock,

@@ -39,7 +39,9 @@ impl Board {
         let clock = Clock::start(cp.DCB, cp.DWT);
         Self {
             // SAFETY: BSRR bit 0 sets PB0, bit 16 resets it; PB0 configured above.
-            step_pin: unsafe { MmioPin::new(GPIOB_BSRR as *mut u32, 1, GPIOB_BSRR as *mut u32, 1 << 16) },
+            step_pin: unsafe {
+                MmioPin::new(GPIOB_BSRR as *mut u32, 1, GPIOB_BSRR as *mut u32, 1 << 16)
+            },
             delay: ClockDelay::new(clock, HSI_MHZ),
             clock,
         }

@@ -30,9 +30,8 @@ impl Clock {
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
-        // SYST is owned by this clock from here on; only its read-only
-        // current-value register is used below.
-        core::mem::forget(syst);
+        // `syst` is consumed: nothing else can reconfigure the timer; `now`
+        // only reads the current-value register.
         Self { scale }
     }
 
