@@ -66,10 +66,10 @@ fn carve(
     if r1.1 > r2.0 || r1.0 > r1.1 || r2.0 > r2.1 || r2.1 > arena.len() {
         return None;
     }
-    let (p0, tail) = arena.split_at_mut(r1.0);
-    let (m1, tail) = tail.split_at_mut(r1.1 - r1.0);
-    let (p1, tail) = tail.split_at_mut(r2.0 - r1.1);
-    let (m2, p2) = tail.split_at_mut(r2.1 - r2.0);
+    let (p0, tail) = arena.split_at_mut_checked(r1.0)?;
+    let (m1, tail) = tail.split_at_mut_checked(r1.1 - r1.0)?;
+    let (p1, tail) = tail.split_at_mut_checked(r2.0 - r1.1)?;
+    let (m2, p2) = tail.split_at_mut_checked(r2.1 - r2.0)?;
     let rest = Rest { parts: [(0, &*p0), (r1.1, &*p1), (r2.1, &*p2)] };
     if swap {
         Some((m2, m1, rest))

@@ -1,12 +1,13 @@
 //! CONV2D: NHWC int8 convolution with per-output-channel requantization.
 //!
 //! `y[oy][ox][o] = clamp(out_zp + MBQM(bias[o] + Σ (x − in_zp)·w[o][ky][kx][i]), act)`,
-//! padding reads `in_zp` (contributes 0). For output pixels whose window lies fully
-//! inside the input, the zero point is hoisted: `Σ(x − zp)w = Σxw − zp·Σw`, with
-//! `Σw` per output channel precomputed into the scratch (4·oc bytes). Border pixels
-//! take the plain path. Both give the same i32 accumulator, so results are
-//! bit-exact either way.
+//! padding reads `in_zp` (contributes 0). The zero point is hoisted out of the
+//! inner loop (`Σ(x − zp)w = Σxw − zp·Σw`, `Σw` per output channel precomputed into
+//! the 4·oc-byte scratch), and two output channels share each load of the input
+//! window. The i32 accumulator is exact, so results are bit-exact against the
+//! plain definition (tested below against an i64 reference).
 
+use super::dot::{dot_rows, dot_rows2, sum_rows};
 use super::{le_i32, mbqm, sat8};
 
 /// Scalar parameters of a CONV2D.
@@ -36,7 +37,13 @@ pub struct Conv2dParams {
 
 /// Runs the convolution. `x` is `[h, w, ic]`, `y` is `[oh, ow, oc]`; `w` is
 /// `[oc][kh][kw][ic]`, `bias`/`mult`/`shift` are LE i32 arrays (`bias` may be empty),
-/// `scratch` holds at least `4·oc` bytes (else the plain path is used everywhere).
+/// `scratch` holds at least `4·oc` bytes (else Σw is recomputed per pixel).
+///
+/// Per output pixel the taps that fall inside the input form a rectangle
+/// `[ky0, ky1) × [kx0, kx1)`; padding taps contribute 0. Over that rectangle
+/// `Σ (x − zp)·w = Σ x·w − zp·Σ w`, with `Σ w` from the scratch when the rectangle
+/// is the whole kernel. All sums are exact in i32, so the result equals the plain
+/// definition bit for bit.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[i8],
@@ -57,58 +64,55 @@ pub fn conv2d(
     if hoist {
         for (o, slot) in scratch.chunks_exact_mut(4).take(oc).enumerate() {
             let s: i32 = w.iter().skip(o * ksz).take(ksz).map(|&v| v as i32).sum();
-            slot.copy_from_slice(&s.to_le_bytes());
+            slot.iter_mut().zip(s.to_le_bytes()).for_each(|(d, b)| *d = b);
         }
     }
+    let (xs, ws) = (wd * ic, p.kw * ic);
+    let wch = |o: usize| w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
     let mut out = y.chunks_exact_mut(oc.max(1));
     for oy in 0..oh {
         let iy0 = (oy * p.sh) as isize - p.pt as isize;
+        let ky0 = (-iy0).max(0).min(p.kh as isize) as usize;
+        let ky1 = (h as isize - iy0).min(p.kh as isize).max(ky0 as isize) as usize;
         for ox in 0..ow {
             let ix0 = (ox * p.sw) as isize - p.pl as isize;
+            let kx0 = (-ix0).max(0).min(p.kw as isize) as usize;
+            let kx1 = (wd as isize - ix0).min(p.kw as isize).max(kx0 as isize) as usize;
             let Some(ypix) = out.next() else { return };
-            let inside = hoist
-                && iy0 >= 0
-                && ix0 >= 0
-                && iy0 as usize + p.kh <= h
-                && ix0 as usize + p.kw <= wd;
-            for (o, yv) in ypix.iter_mut().enumerate() {
-                let wo = w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
-                let mut acc = le_i32(bias, o);
-                if inside {
-                    let mut s = 0i32;
-                    for ky in 0..p.kh {
-                        let row = (iy0 as usize + ky) * wd + ix0 as usize;
-                        let xs = x.get(row * ic..(row + p.kw) * ic).unwrap_or(&[]);
-                        let ws = wo.get(ky * p.kw * ic..(ky + 1) * p.kw * ic).unwrap_or(&[]);
-                        s += xs.iter().zip(ws).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
-                    }
-                    acc = acc.wrapping_add(s - p.in_zp * le_i32(scratch, o));
+            let (rows, len) = (ky1 - ky0, (kx1 - kx0) * ic);
+            let full = rows == p.kh && kx1 - kx0 == p.kw;
+            // Top-left valid input element of the window, and its weight offset.
+            let xoff = if rows == 0 || len == 0 {
+                usize::MAX
+            } else {
+                ((iy0 + ky0 as isize) as usize * wd + (ix0 + kx0 as isize) as usize) * ic
+            };
+            let xw = x.get(xoff..).unwrap_or(&[]);
+            let woff = (ky0 * p.kw + kx0) * ic;
+            let sum_w = |o: usize| {
+                if full && hoist {
+                    le_i32(scratch, o)
                 } else {
-                    for ky in 0..p.kh {
-                        let iy = iy0 + ky as isize;
-                        if iy < 0 || iy as usize >= h {
-                            continue;
-                        }
-                        for kx in 0..p.kw {
-                            let ix = ix0 + kx as isize;
-                            if ix < 0 || ix as usize >= wd {
-                                continue;
-                            }
-                            let base = (iy as usize * wd + ix as usize) * ic;
-                            let xs = x.get(base..base + ic).unwrap_or(&[]);
-                            let wb = (ky * p.kw + kx) * ic;
-                            let ws = wo.get(wb..wb + ic).unwrap_or(&[]);
-                            acc = acc.wrapping_add(
-                                xs.iter()
-                                    .zip(ws)
-                                    .map(|(&a, &b)| (a as i32 - p.in_zp) * b as i32)
-                                    .sum::<i32>(),
-                            );
-                        }
-                    }
+                    sum_rows(wch(o).get(woff..).unwrap_or(&[]), ws, rows, len)
                 }
-                let v = p.out_zp + mbqm(acc, le_i32(mult, o), le_i32(shift, o));
-                *yv = sat8(v, p.act_min, p.act_max);
+            };
+            let mut pairs = ypix.chunks_mut(2);
+            let mut o = 0;
+            while let Some(yo) = pairs.next() {
+                let w0 = wch(o).get(woff..).unwrap_or(&[]);
+                let (s0, s1) = if yo.len() == 2 {
+                    let w1 = wch(o + 1).get(woff..).unwrap_or(&[]);
+                    dot_rows2(xw, xs, w0, w1, ws, rows, len)
+                } else {
+                    (dot_rows(xw, xs, w0, ws, rows, len), 0)
+                };
+                for (k, (yv, s)) in yo.iter_mut().zip([s0, s1]).enumerate() {
+                    let oo = o + k;
+                    let acc = le_i32(bias, oo).wrapping_add(s - p.in_zp * sum_w(oo));
+                    let v = p.out_zp + mbqm(acc, le_i32(mult, oo), le_i32(shift, oo));
+                    *yv = sat8(v, p.act_min, p.act_max);
+                }
+                o += 2;
             }
         }
     }

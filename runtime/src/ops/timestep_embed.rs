@@ -7,7 +7,7 @@ pub fn timestep_embed(table: &[i8], t: usize, y: &mut [i8]) -> bool {
     let dim = y.len();
     match table.get(t * dim..(t + 1) * dim) {
         Some(row) => {
-            y.copy_from_slice(row);
+            y.iter_mut().zip(row).for_each(|(d, &v)| *d = v);
             true
         }
         None => false,

@@ -4,14 +4,12 @@
 pub fn upsample(x: &[i8], [h, w, c]: [usize; 3], y: &mut [i8], fh: usize, fw: usize) {
     let (fh, fw) = (fh.max(1), fw.max(1));
     let ow = w * fw;
-    if c == 0 || ow == 0 {
-        return;
-    }
-    for (i, yrow) in y.chunks_exact_mut(ow * c).enumerate().take(h * fh) {
-        let xrow = x.get((i / fh) * w * c..(i / fh + 1) * w * c).unwrap_or(&[]);
-        for (j, ypx) in yrow.chunks_exact_mut(c).enumerate() {
-            if let Some(src) = xrow.get((j / fw) * c..(j / fw + 1) * c) {
-                ypx.copy_from_slice(src);
+    for i in 0..h * fh {
+        for j in 0..ow {
+            let s = ((i / fh) * w + j / fw) * c;
+            let d = (i * ow + j) * c;
+            if let (Some(src), Some(dst)) = (x.get(s..s + c), y.get_mut(d..d + c)) {
+                dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v);
             }
         }
     }

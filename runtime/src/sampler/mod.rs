@@ -175,7 +175,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
     fn put(&mut self, i: usize, v: i32) {
         let o = self.state_off + 4 * i;
         if let Some(d) = self.arena.get_mut(o..o + 4) {
-            d.copy_from_slice(&v.to_le_bytes());
+            d.iter_mut().zip(v.to_le_bytes()).for_each(|(d, b)| *d = b);
         }
     }
 
@@ -259,7 +259,11 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let (mult, shift) = self.model.input_requant();
         let inp = self.model.tensor_info(self.model.input_tensor())?;
         let zp = inp.zero_point;
-        let (net, state) = self.arena.split_at_mut(self.state_off);
+        let got = self.arena.len() as u32;
+        let (net, state) = self
+            .arena
+            .split_at_mut_checked(self.state_off)
+            .ok_or(Error::ArenaTooSmall { needed: self.state_off as u32, got })?;
         let x = self.model.tensor_mut(net, self.model.input_tensor())?;
         for (q, s) in x.iter_mut().zip(state.chunks_exact(4)) {
             let v = i32::from_le_bytes(s.try_into().unwrap_or([0; 4]));
@@ -316,7 +320,9 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let out = self.model.tensor_info(self.model.output_tensor()).ok();
         let zp = out.map(|o| o.zero_point).unwrap_or(0) as i64;
         let m = self.model.eps_to_state_q16();
-        let (net, state) = self.arena.split_at_mut(self.state_off);
+        let Some((net, state)) = self.arena.split_at_mut_checked(self.state_off) else {
+            return;
+        };
         let eps = out
             .and_then(|o| net.get(o.arena_offset as usize..(o.arena_offset + o.size) as usize))
             .unwrap_or(&[]);
@@ -324,7 +330,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
         for (s, &q) in state.chunks_exact_mut(4).take(self.n).zip(eps) {
             let x = i32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as i64;
             let e = ((q as i8 as i64 - zp) * m + (1 << 15)) >> 16;
-            s.copy_from_slice(&sat32(f(x, e, rng)).to_le_bytes());
+            s.iter_mut().zip(sat32(f(x, e, rng)).to_le_bytes()).for_each(|(d, b)| *d = b);
         }
     }
 
@@ -470,7 +476,7 @@ impl X0 {
         let x0 = div_round(num << self.fa, (self.sa as i128) << self.fo);
         let x0 = x0.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         match self.clip {
-            Some(one) => x0.clamp(-one, one),
+            Some(one) => x0.max(-one).min(one),
             None => x0,
         }
     }
