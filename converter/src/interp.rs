@@ -10,9 +10,18 @@ use crate::ir::{Graph, OpKind};
 /// Never on a graph produced by the lowering (shapes are checked there); `t` is
 /// clamped to the table.
 pub fn run(g: &Graph, input: &[f32], t: usize) -> Vec<Vec<f32>> {
+    run_masked(g, input, t, None)
+}
+
+/// Like [`run`], executing only the ops with `mask[i]` (all when `None`); tensors of
+/// skipped ops stay empty.
+pub fn run_masked(g: &Graph, input: &[f32], t: usize, mask: Option<&[bool]>) -> Vec<Vec<f32>> {
     let mut vals: Vec<Vec<f32>> = vec![Vec::new(); g.tensors.len()];
     vals[g.input] = input.to_vec();
-    for op in &g.ops {
+    for (i, op) in g.ops.iter().enumerate() {
+        if mask.is_some_and(|m| !m[i]) {
+            continue;
+        }
         let o = &g.tensors[op.output];
         let mut y = vec![0f32; o.len()];
         let x = |i: usize| &vals[op.inputs[i]];

@@ -1,7 +1,23 @@
-use std::path::PathBuf;
+//! `converter`: quantize a DDPM UNet ONNX into a ddpm-edge artifact, inspect one,
+//! compare one against the float model.
 
-use anyhow::Result;
-use ddpm_converter::{float, interp, load, lower};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ddpm_converter::calib::{Method, Settings};
+use ddpm_converter::convert::{self, Options};
+use ddpm_converter::schedule::{Kind, Schedule};
+use ddpm_converter::{compare, inspect, load};
+
+const USAGE: &str = "usage:
+  converter quantize MODEL.onnx [-o OUT.ddq] [--input-shape C,H,W]
+      [--schedule linear|cosine|quadratic] [--timesteps T] [--beta-start B] [--beta-end B]
+      [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
+      [--calib-method minmax|percentile|mse] [--report-sqnr N] [--quiet]
+  converter inspect ARTIFACT.ddq [--json]
+  converter compare ARTIFACT.ddq MODEL.onnx [--steps N] [--seed S] [--per-tensor]
+  converter dump-graph MODEL.onnx      (tract's decluttered graph, for debugging)";
 
 fn main() {
     if let Err(e) = run() {
@@ -10,46 +26,218 @@ fn main() {
     }
 }
 
+/// Flags and positional arguments.
+struct Args {
+    pos: Vec<String>,
+    flags: Vec<(String, Option<String>)>,
+}
+
+const SWITCHES: &[&str] = &["--json", "--quiet", "--per-tensor"];
+
+impl Args {
+    fn parse(v: &[String]) -> Result<Args> {
+        let (mut pos, mut flags) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < v.len() {
+            let a = &v[i];
+            if a.starts_with('-') && a.len() > 1 {
+                if SWITCHES.contains(&a.as_str()) {
+                    flags.push((a.clone(), None));
+                } else {
+                    let val = v.get(i + 1).ok_or_else(|| anyhow!("{a} needs a value"))?;
+                    flags.push((a.clone(), Some(val.clone())));
+                    i += 1;
+                }
+            } else {
+                pos.push(a.clone());
+            }
+            i += 1;
+        }
+        Ok(Args { pos, flags })
+    }
+    fn has(&self, f: &str) -> bool {
+        self.flags.iter().any(|(k, _)| k == f)
+    }
+    fn get(&self, f: &str) -> Option<&str> {
+        self.flags.iter().rev().find(|(k, _)| k == f).and_then(|(_, v)| v.as_deref())
+    }
+    fn num<T: std::str::FromStr>(&self, f: &str, default: T) -> Result<T> {
+        match self.get(f) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| anyhow!("{f} {v:?} is not a valid number")),
+        }
+    }
+    fn check(&self, allowed: &[&str], npos: usize) -> Result<()> {
+        for (k, _) in &self.flags {
+            if !allowed.contains(&k.as_str()) {
+                bail!("unknown option {k}\n{USAGE}");
+            }
+        }
+        if self.pos.len() != npos {
+            bail!("expected {npos} file argument(s), got {}\n{USAGE}", self.pos.len());
+        }
+        Ok(())
+    }
+}
+
 fn run() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("dump-graph") => {
-            let l = load::load(&PathBuf::from(&args[1]), None)?;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else { bail!("{USAGE}") };
+    let args = Args::parse(&argv[1..])?;
+    match cmd.as_str() {
+        "quantize" => quantize(&args),
+        "inspect" => {
+            args.check(&["--json"], 1)?;
+            let p = &args.pos[0];
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {p}"))?;
+            let r = inspect::report(&bytes).with_context(|| format!("{p}"))?;
+            if args.has("--json") {
+                println!("{r}");
+            } else {
+                print!("{}", inspect::text(&r));
+            }
+            Ok(())
+        }
+        "compare" => compare_cmd(&args),
+        "dump-graph" => {
+            args.check(&["--input-shape"], 1)?;
+            let l = load::load(Path::new(&args.pos[0]), input_shape(&args)?)?;
             print!("{}", load::dump(&l.model));
             Ok(())
         }
-        Some("check") => {
-            let l = load::load(&PathBuf::from(&args[1]), None)?;
-            let chw = l.image_chw;
-            let mut tab =
-                |o: &[tract_onnx::prelude::OutletId]| float::time_table(&l.model, chw, o, 1000);
-            let low = lower::lower(&l.model, 1000, &mut tab)?;
-            let g = &low.graph;
-            for op in &g.ops {
-                let ins: Vec<String> =
-                    op.inputs.iter().map(|&t| format!("{:?}", g.tensors[t].shape())).collect();
-                println!(
-                    "{:16} {:50} {} -> {:?}",
-                    op.kind.name(),
-                    op.source,
-                    ins.join(","),
-                    g.tensors[op.output].shape()
-                );
-            }
-            let fm = float::FloatModel::new(&l.model, chw)?;
-            let n: usize = chw.iter().product();
-            let x: Vec<f32> =
-                (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
-            for t in [0i64, 10, 500, 999] {
-                let e = fm.eps(&x, t)?;
-                let xi = interp::nchw_to_nhwc(&x, chw[0], chw[1], chw[2]);
-                let vals = interp::run(g, &xi, t as usize);
-                let ei = interp::nhwc_to_nchw(&vals[g.output], chw[0], chw[1], chw[2]);
-                let md = e.iter().zip(&ei).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                println!("t={t} max|tract - ir| = {md:e}");
-            }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
             Ok(())
         }
-        _ => anyhow::bail!("usage: converter quantize|inspect|dump-graph ..."),
+        other => bail!("unknown command {other:?}\n{USAGE}"),
     }
+}
+
+fn input_shape(args: &Args) -> Result<Option<[usize; 3]>> {
+    args.get("--input-shape")
+        .map(|s| {
+            let v: Vec<usize> = s
+                .split(',')
+                .map(|x| x.trim().parse())
+                .collect::<Result<_, _>>()
+                .map_err(|_| anyhow!("--input-shape {s:?} must be C,H,W"))?;
+            match v[..] {
+                [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+                _ => bail!("--input-shape {s:?} must be three positive numbers C,H,W"),
+            }
+        })
+        .transpose()
+}
+
+fn schedule(args: &Args) -> Result<Schedule> {
+    let d = Schedule::default();
+    Ok(Schedule {
+        kind: Kind::parse(args.get("--schedule").unwrap_or("linear"))?,
+        timesteps: args.num("--timesteps", d.timesteps)?,
+        beta_start: args.num("--beta-start", d.beta_start)?,
+        beta_end: args.num("--beta-end", d.beta_end)?,
+    })
+}
+
+fn quantize(args: &Args) -> Result<()> {
+    args.check(
+        &[
+            "-o",
+            "--input-shape",
+            "--schedule",
+            "--timesteps",
+            "--beta-start",
+            "--beta-end",
+            "--calib-trajectories",
+            "--calib-timesteps",
+            "--calib-seed",
+            "--calib-method",
+            "--report-sqnr",
+            "--quiet",
+        ],
+        1,
+    )?;
+    let src = PathBuf::from(&args.pos[0]);
+    let out = args.get("-o").map(PathBuf::from).unwrap_or_else(|| src.with_extension("ddq"));
+    let d = Settings::default();
+    let opts = Options {
+        input_shape: input_shape(args)?,
+        calib: Settings {
+            trajectories: args.num("--calib-trajectories", d.trajectories)?,
+            timesteps: args.num("--calib-timesteps", d.timesteps)?,
+            seed: args.num("--calib-seed", d.seed)?,
+            method: Method::parse(args.get("--calib-method").unwrap_or(d.method.name()))?,
+        },
+        schedule: schedule(args)?,
+        progress: !args.has("--quiet"),
+    };
+    let t0 = Instant::now();
+    let c = convert::convert(&src, &opts)?;
+    std::fs::write(&out, &c.bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let r = inspect::report(&c.bytes)?;
+    eprintln!(
+        "wrote {} ({} bytes, {} ops) in {secs:.1} s: params {}, arena {} B (lower bound {} B), {} MACs/step, lowering max |Δε| {:.1e}",
+        out.display(),
+        c.bytes.len(),
+        c.graph.ops.len(),
+        r["params"],
+        c.arena.0,
+        c.arena.1,
+        r["macs_per_step"],
+        c.lowering_error
+    );
+    let n: usize = args.num("--report-sqnr", 0)?;
+    if n > 0 {
+        let states = convert::eval_states(&c, &opts.schedule, opts.calib.seed.wrapping_add(1), n)?;
+        let s = compare::eps_sqnr(&c.bytes, &states)?;
+        let (med, worst) = compare::median_worst(&s);
+        eprintln!(
+            "ε SQNR int8 vs float over {} timesteps: median {med:.1} dB, worst {worst:.1} dB",
+            s.len()
+        );
+    }
+    Ok(())
+}
+
+fn compare_cmd(args: &Args) -> Result<()> {
+    args.check(&["--steps", "--seed", "--per-tensor", "--input-shape"], 2)?;
+    let bytes =
+        std::fs::read(&args.pos[0]).with_context(|| format!("cannot read {}", args.pos[0]))?;
+    let model = ddpm_runtime::Model::load(&bytes)
+        .map_err(|e| anyhow!("{}: not a valid artifact: {e}", args.pos[0]))?;
+    let sched = Schedule { timesteps: model.timesteps() as usize, ..Schedule::default() };
+    let opts = Options {
+        input_shape: input_shape(args)?,
+        schedule: sched,
+        progress: false,
+        ..Options::default()
+    };
+    // The float model and graph are rebuilt from the ONNX (no calibration needed).
+    let l = load::load(Path::new(&args.pos[1]), opts.input_shape)?;
+    let chw = l.image_chw;
+    let fm = ddpm_converter::float::FloatModel::new(&l.model, chw)?;
+    let steps: usize = args.num("--steps", 25)?;
+    let seed: u64 = args.num("--seed", 1)?;
+    let s = Settings { trajectories: 1, timesteps: steps, seed, ..Settings::default() };
+    let states = ddpm_converter::calib::trajectories(&fm, chw, &sched, &s, false)?;
+    let r = compare::eps_sqnr(&bytes, &states)?;
+    for (t, db) in &r {
+        println!("t={t:4} eps SQNR {db:6.2} dB");
+    }
+    let (med, worst) = compare::median_worst(&r);
+    println!("median {med:.2} dB, worst {worst:.2} dB over {} timesteps", r.len());
+    if args.has("--per-tensor") {
+        let mut table = |o: &[tract_onnx::prelude::OutletId]| {
+            ddpm_converter::float::time_table(&l.model, chw, o, sched.timesteps)
+        };
+        let g = ddpm_converter::lower::lower(&l.model, sched.timesteps, &mut table)?.graph;
+        let per = compare::tensor_sqnr(&bytes, &g, &states)?;
+        let producers = g.producers();
+        for (i, db) in per.iter().enumerate() {
+            let op = producers[i].map(|p| g.ops[p].kind.name()).unwrap_or("input");
+            println!("tensor {i:3} {op:16} {:40} {db:6.2} dB", g.tensors[i].name);
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,162 @@
+//! `converter bench`: per-step latency and peak memory of the int8 runtime and of
+//! tract f32 on the same model, in the same process, steps interleaved.
+//!
+//! A step is one network evaluation plus the sampler update (DDIM, η = 0, the
+//! same timesteps on both engines). Memory: int8 is exact, the sampler's arena
+//! (network tensors + scratch + i32 state; the artifact itself is read in place);
+//! tract is the growth of the process's peak RSS (`VmHWM` in `/proc/self/status`,
+//! reset first through `/proc/self/clear_refs` when the kernel allows) over loading,
+//! optimizing and running the model, which includes its weights and plan buffers.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
+use serde_json::json;
+
+use crate::cli_extra::Args;
+use crate::sample::{self, FloatSampler, FloatSchedule, Precision};
+
+/// Usage of `converter bench`.
+pub const BENCH_USAGE: &str = "usage: converter bench ARTIFACT [--model MODEL.onnx] [--json] \
+[--steps N] [--warmup K]
+defaults: --model models/mnist_unet.onnx, 20 timed steps per engine after 2 warm-up steps.";
+
+/// A `/proc/self/status` field in kB, as bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak-RSS counter (Linux ≥ 4.0); false where it is not allowed.
+fn reset_hwm() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `converter bench`.
+///
+/// # Errors
+/// Bad arguments, load or run failures.
+pub fn run_bench(args: &[String]) -> Result<()> {
+    let mut a = Args::new(args);
+    let (mut artifact, mut model, mut json_out) = (None, None, false);
+    let (mut steps, mut warmup) = (20u32, 2u32);
+    while let Some(f) = a.next() {
+        match f.as_str() {
+            "--model" => model = Some(PathBuf::from(a.value(&f)?)),
+            "--json" => json_out = true,
+            "--steps" => steps = a.parse(&f)?,
+            "--warmup" => warmup = a.parse(&f)?,
+            "-h" | "--help" => bail!("{BENCH_USAGE}"),
+            _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{BENCH_USAGE}"),
+            _ if artifact.is_none() => artifact = Some(PathBuf::from(f)),
+            _ => bail!("unexpected argument {f:?}\n{BENCH_USAGE}"),
+        }
+    }
+    let artifact = artifact.ok_or_else(|| anyhow!("missing ARTIFACT\n{BENCH_USAGE}"))?;
+    let model = model.unwrap_or_else(|| sample::default_model_path("mnist_unet.onnx"));
+    if steps < 10 {
+        bail!("--steps must be at least 10 (the median of fewer steps is noise)");
+    }
+    let bytes =
+        std::fs::read(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
+    let m = Model::load(&bytes).map_err(|e| anyhow!("artifact rejected: {e}"))?;
+    let total = steps + warmup;
+    if total > m.timesteps() {
+        bail!("--steps + --warmup must not exceed T = {}", m.timesteps());
+    }
+    let cfg = SamplerConfig {
+        seed: 1,
+        mode: Mode::Ddim { steps: total, eta_q16: 0 },
+        sigma: Sigma::Beta,
+        clip_x0: false,
+    };
+
+    // tract first, so its peak-RSS growth is not hidden by earlier allocations.
+    let hwm_reset = reset_hwm();
+    let rss0 = proc_status_bytes(if hwm_reset { "VmRSS:" } else { "VmHWM:" });
+    let (fm, chw) = sample::load_float(&model, Precision::F32)?;
+    let sched = FloatSchedule::from_model(&m);
+    let mut fs = FloatSampler::new(&fm, &sched, chw, cfg)?;
+    fs.step()?; // plan buffers allocated on the first run
+
+    let mut arena = vec![0u8; Sampler::arena_bytes(&m)];
+    let int8_bytes = arena.len();
+    let mut q = Sampler::new(&m, &mut arena, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
+    q.step(&mut NoHooks).map_err(|e| anyhow!("{e}"))?;
+
+    let (mut ti, mut tf) = (Vec::new(), Vec::new());
+    for k in 1..total {
+        let s = Instant::now();
+        q.step(&mut NoHooks).map_err(|e| anyhow!("{e}"))?;
+        let di = s.elapsed().as_secs_f64() * 1e3;
+        let s = Instant::now();
+        fs.step()?;
+        let df = s.elapsed().as_secs_f64() * 1e3;
+        if k >= warmup {
+            ti.push(di);
+            tf.push(df);
+        }
+    }
+    let tract_peak = match (rss0, proc_status_bytes("VmHWM:")) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let n_timed = ti.len();
+    let (int8_ms, tract_ms) = (median(&mut ti), median(&mut tf));
+    let ratio = int8_ms / tract_ms;
+    let method = if hwm_reset {
+        "VmHWM after tract load+optimize+steps minus VmRSS before (peak reset via clear_refs)"
+    } else {
+        "VmHWM growth over tract load+optimize+steps (peak could not be reset)"
+    };
+    if json_out {
+        let j = json!({
+            "int8_step_ms": int8_ms,
+            "tract_step_ms": tract_ms,
+            "ratio": ratio,
+            "steps_timed": n_timed,
+            "int8_peak_bytes": int8_bytes,
+            "int8_arena_bytes": m.arena_bytes(),
+            "int8_state_bytes": 4 * m.image_len(),
+            "artifact_bytes": bytes.len(),
+            "tract_peak_bytes": tract_peak,
+            "tract_memory_method": method,
+            "int8_memory_method": "Sampler::arena_bytes: network arena (tensors + scratch) padded to 4 + i32 state; artifact read in place",
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!("per denoising step (network + update), median of {n_timed} interleaved steps:");
+    println!("  int8 runtime : {int8_ms:9.3} ms/step");
+    println!("  tract f32    : {tract_ms:9.3} ms/step");
+    println!("  ratio int8/tract: {ratio:.2}×");
+    println!("memory:");
+    println!(
+        "  int8 : {int8_bytes} bytes (arena {} + state {} ; artifact {} bytes read in place)",
+        m.arena_bytes(),
+        4 * m.image_len(),
+        bytes.len()
+    );
+    match tract_peak {
+        Some(p) => println!("  tract: {p} bytes ({method})"),
+        None => println!("  tract: unavailable (no /proc/self/status)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The `sample`, `compare` and `bench` subcommands, reached through [`dispatch`].
+
+use std::str::FromStr;
+
+use anyhow::{anyhow, Result};
+
+/// Runs `cmd` if it is one of this module's subcommands (`args` excludes `cmd`);
+/// `None` when it is not.
+pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<()>> {
+    match cmd {
+        "sample" => Some(crate::sample::run_sample(args)),
+        "compare" => Some(crate::quality::run_compare(args)),
+        "bench" => Some(crate::bench::run_bench(args)),
+        _ => None,
+    }
+}
+
+/// One-line usage of the subcommands here.
+pub const USAGE: &str = "converter sample (ARTIFACT | MODEL.onnx) [options]
+converter compare MODEL.onnx ARTIFACT [--json] [--plot sqnr.png] [-n N]
+converter bench ARTIFACT [--model MODEL.onnx] [--json]";
+
+/// A minimal flag reader over the argument list.
+pub struct Args<'a> {
+    args: &'a [String],
+    i: usize,
+}
+
+impl<'a> Args<'a> {
+    /// Reader over `args`.
+    pub fn new(args: &'a [String]) -> Args<'a> {
+        Args { args, i: 0 }
+    }
+
+    /// The next argument, flag or positional.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<String> {
+        let a = self.args.get(self.i)?.clone();
+        self.i += 1;
+        Some(a)
+    }
+
+    /// The value following `flag`.
+    ///
+    /// # Errors
+    /// When the list ends.
+    pub fn value(&mut self, flag: &str) -> Result<String> {
+        self.next().ok_or_else(|| anyhow!("{flag} needs a value"))
+    }
+
+    /// The value following `flag`, parsed.
+    ///
+    /// # Errors
+    /// When missing or unparsable.
+    pub fn parse<T: FromStr>(&mut self, flag: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let v = self.value(flag)?;
+        v.parse().map_err(|e| anyhow!("{flag} {v:?}: {e}"))
+    }
+}

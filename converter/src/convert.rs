@@ -1,0 +1,129 @@
+//! The `quantize` pipeline: load → lower → verify → calibrate → quantize → plan → write.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::calib::{self, Settings, State};
+use crate::float::{self, FloatModel};
+use crate::ir::Graph;
+use crate::schedule::Schedule;
+use crate::{interp, load, lower, quant, write};
+
+/// Options of `converter quantize`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Image shape `[C, H, W]` when the model leaves it dynamic.
+    pub input_shape: Option<[usize; 3]>,
+    /// Calibration settings.
+    pub calib: Settings,
+    /// Noise schedule.
+    pub schedule: Schedule,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+/// Everything a conversion produced.
+pub struct Converted {
+    /// The artifact bytes.
+    pub bytes: Vec<u8>,
+    /// The lowered float graph.
+    pub graph: Graph,
+    /// Max |ε_tract − ε_IR| over the verification inputs.
+    pub lowering_error: f32,
+    /// Arena bytes and lower bound.
+    pub arena: (usize, usize),
+    /// The tract float model.
+    pub float: FloatModel,
+    /// Image shape `[C, H, W]`.
+    pub chw: [usize; 3],
+}
+
+/// Converts the ONNX model at `path`.
+///
+/// # Errors
+/// Any load, lowering, calibration or format error, with its cause.
+pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
+    opts.schedule.validate()?;
+    if opts.calib.trajectories == 0 || opts.calib.timesteps == 0 {
+        bail!("--calib-trajectories and --calib-timesteps must be at least 1");
+    }
+    let t0 = Instant::now();
+    let l = load::load(path, opts.input_shape)?;
+    let chw = l.image_chw;
+    let tsteps = opts.schedule.timesteps;
+    let mut table =
+        |o: &[tract_onnx::prelude::OutletId]| float::time_table(&l.model, chw, o, tsteps);
+    let graph = lower::lower(&l.model, tsteps, &mut table)?.graph;
+    let fm = FloatModel::new(&l.model, chw).context("optimizing the float model")?;
+    let lowering_error = verify(&graph, &fm, chw, tsteps)?;
+    let states = calib::trajectories(&fm, chw, &opts.schedule, &opts.calib, opts.progress)?;
+    let stats = calib::collect(&graph, chw, &states, opts.progress);
+    let q = quant::tensor_params(&graph, &stats, opts.calib.method);
+    let prov = json!({
+        "source_sha256": l.sha256,
+        "source_file": path.file_name().map(|f| f.to_string_lossy().to_string()),
+        "converter_version": env!("CARGO_PKG_VERSION"),
+        "converter": "ddpm-converter",
+        "calibration": {
+            "trajectories": opts.calib.trajectories,
+            "timesteps": opts.calib.timesteps,
+            "seed": opts.calib.seed,
+            "method": opts.calib.method.name(),
+            "sampler": "ddim eta=0, x0 clipped to [-1, 1]",
+        },
+        "schedule": {
+            "kind": opts.schedule.kind.name(),
+            "timesteps": tsteps,
+            "beta_start": opts.schedule.beta_start,
+            "beta_end": opts.schedule.beta_end,
+        },
+        "lowering_max_abs_error": lowering_error,
+        "conversion_seconds": (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    });
+    let (bytes, summary) = write::write(&graph, &q, &opts.schedule, &prov.to_string())?;
+    Ok(Converted {
+        bytes,
+        graph,
+        lowering_error,
+        arena: (summary.plan.arena_bytes, summary.plan.lower_bound),
+        float: fm,
+        chw,
+    })
+}
+
+/// Checks the lowered graph against tract on seeded noise at a few timesteps;
+/// returns the largest absolute ε difference.
+///
+/// # Errors
+/// When the difference exceeds 1e-3 of ε's magnitude (a lowering bug).
+pub fn verify(g: &Graph, fm: &FloatModel, chw: [usize; 3], timesteps: usize) -> Result<f32> {
+    let n: usize = chw.iter().product();
+    let mut rng = calib::Rng::new(12345);
+    let mut worst = 0f32;
+    for t in [0, timesteps / 2, timesteps - 1] {
+        let x: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
+        let e = fm.eps(&x, t as i64)?;
+        let vals = interp::run(g, &interp::nchw_to_nhwc(&x, chw[0], chw[1], chw[2]), t);
+        let ei = interp::nhwc_to_nchw(&vals[g.output], chw[0], chw[1], chw[2]);
+        let scale = e.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let d = e.iter().zip(&ei).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        if d.is_nan() || d > 1e-3 * scale {
+            bail!("the lowered graph disagrees with tract at t = {t}: max |Δε| = {d} (|ε| up to {scale})");
+        }
+        worst = worst.max(d);
+    }
+    Ok(worst)
+}
+
+/// Float states for quality checks: one DDIM trajectory from a seed different from
+/// calibration's, visiting `steps` timesteps.
+///
+/// # Errors
+/// On a tract failure.
+pub fn eval_states(c: &Converted, sched: &Schedule, seed: u64, steps: usize) -> Result<Vec<State>> {
+    let s = Settings { trajectories: 1, timesteps: steps, seed, ..Settings::default() };
+    calib::trajectories(&c.float, c.chw, sched, &s, false)
+}

@@ -1,0 +1,115 @@
+//! `converter inspect`: what an artifact holds, read back through the runtime loader.
+
+use anyhow::{anyhow, Result};
+use ddpm_runtime::format::opcode;
+use ddpm_runtime::Model;
+use serde_json::{json, Value};
+
+use crate::plan;
+use crate::write::buffers;
+
+/// The report of one artifact, as JSON (the text form is rendered from it).
+///
+/// # Errors
+/// When the runtime rejects the artifact.
+pub fn report(bytes: &[u8]) -> Result<Value> {
+    let m = Model::load(bytes).map_err(|e| anyhow!("not a valid artifact: {e}"))?;
+    let mut ops = Vec::new();
+    let (mut macs, mut params) = (0u64, 0u64);
+    let mut plan_ops = Vec::new();
+    for op in m.ops() {
+        let shape = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| t.shape());
+        let ins: Vec<_> = (0..op.n_inputs()).filter_map(|i| shape(op.input(i))).collect();
+        let out = shape(op.output(0));
+        let mac = m.op_macs(&op);
+        macs += mac;
+        let p = |i: usize| op.param(i).unwrap_or(0).max(0) as u64;
+        let op_params = match op.opcode {
+            opcode::CONV2D => p(13) + p(15) / 4,
+            opcode::GROUP_NORM => 2 * p(6) / 4,
+            _ => 0,
+        };
+        params += op_params;
+        ops.push(json!({
+            "index": op.index, "op": op.name(), "inputs": ins, "output": out,
+            "macs": mac, "params": op_params,
+        }));
+        let ids: Vec<usize> =
+            (0..op.n_inputs()).filter_map(|i| op.input(i)).map(usize::from).collect();
+        plan_ops.push((ids, op.output(0).map(usize::from).unwrap_or(0), op.scratch_len as usize));
+    }
+    let sizes: Vec<usize> = (0..m.tensor_count())
+        .map(|i| m.tensor_info(i).map(|t| t.size as usize).unwrap_or(0))
+        .collect();
+    let bufs = buffers(&sizes, &plan_ops, m.input_tensor() as usize, m.output_tensor() as usize);
+    let lower = plan::plan(&bufs).lower_bound;
+    let kind =
+        ["linear", "cosine", "quadratic"].get(m.schedule_kind() as usize).copied().unwrap_or("?");
+    let t = m.timesteps();
+    let prov: Value =
+        m.provenance().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+    let fb: Vec<u8> = (0..8).filter_map(|k| m.schedule_frac_bits(k)).collect();
+    Ok(json!({
+        "params": params,
+        "flash_bytes": bytes.len(),
+        "weights_bytes": m.weights().len(),
+        "arena_bytes": m.arena_bytes(),
+        "arena_lower_bound_bytes": lower,
+        "macs_per_step": macs,
+        "tensors": m.tensor_count(),
+        "image": m.image_shape(),
+        "schedule": {
+            "kind": kind, "timesteps": t, "frac_bits": fb,
+            "c1_first": m.sched(0, 0), "c1_last": m.sched(0, t.saturating_sub(1)),
+        },
+        "provenance": prov,
+        "ops": ops,
+    }))
+}
+
+/// Renders [`report`] as a table.
+pub fn text(r: &Value) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:>4}  {:<17} {:<30} {:<14} {:>10}\n",
+        "#", "op", "inputs (h,w,c)", "output", "MACs"
+    ));
+    for op in r["ops"].as_array().into_iter().flatten() {
+        let fmt = |v: &Value| {
+            let a: Vec<String> =
+                v.as_array().into_iter().flatten().map(|x| x.to_string()).collect();
+            format!(
+                "{}x{}x{}",
+                a.first().cloned().unwrap_or_default(),
+                a.get(1).cloned().unwrap_or_default(),
+                a.get(2).cloned().unwrap_or_default()
+            )
+        };
+        let ins: Vec<String> = op["inputs"].as_array().into_iter().flatten().map(fmt).collect();
+        s.push_str(&format!(
+            "{:>4}  {:<17} {:<30} {:<14} {:>10}\n",
+            op["index"],
+            op["op"].as_str().unwrap_or(""),
+            ins.join(" "),
+            fmt(&op["output"]),
+            op["macs"]
+        ));
+    }
+    let sc = &r["schedule"];
+    s.push_str(&format!(
+        "\nparams {}\nflash bytes {} (weights {})\narena bytes {} (lower bound {})\nMACs per step {}\nschedule {} T={} frac_bits {}\n",
+        r["params"], r["flash_bytes"], r["weights_bytes"], r["arena_bytes"], r["arena_lower_bound_bytes"],
+        r["macs_per_step"], sc["kind"].as_str().unwrap_or("?"), sc["timesteps"], sc["frac_bits"]
+    ));
+    if let Some(p) = r["provenance"].as_object() {
+        s.push_str(&format!(
+            "source sha256 {}\n",
+            p.get("source_sha256").and_then(|v| v.as_str()).unwrap_or("?")
+        ));
+        s.push_str(&format!(
+            "calibration {}\n",
+            p.get("calibration").map(|v| v.to_string()).unwrap_or_default()
+        ));
+    }
+    s
+}
