@@ -96,9 +96,8 @@ pub fn conv2d(
                     sum_rows(wch(o).get(woff..).unwrap_or(&[]), ws, rows, len)
                 }
             };
-            let mut pairs = ypix.chunks_mut(2);
-            let mut o = 0;
-            while let Some(yo) = pairs.next() {
+            for (pair, yo) in ypix.chunks_mut(2).enumerate() {
+                let o = 2 * pair;
                 let w0 = wch(o).get(woff..).unwrap_or(&[]);
                 let (s0, s1) = if yo.len() == 2 {
                     let w1 = wch(o + 1).get(woff..).unwrap_or(&[]);
@@ -112,7 +111,6 @@ pub fn conv2d(
                     let v = p.out_zp + mbqm(acc, le_i32(mult, oo), le_i32(shift, oo));
                     *yv = sat8(v, p.act_min, p.act_max);
                 }
-                o += 2;
             }
         }
     }
