@@ -32,8 +32,12 @@ fn tract_matches_pytorch_golden_eps() -> anyhow::Result<()> {
         let t = case["t"].as_i64().expect("t");
         let x: Vec<f32> =
             case["x"].as_array().expect("x").iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let eps: Vec<f32> =
-            case["eps"].as_array().expect("eps").iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let eps: Vec<f32> = case["eps"]
+            .as_array()
+            .expect("eps")
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         assert_eq!(x.len(), 784);
         assert_eq!(eps.len(), 784);
         let xt = tract_ndarray::Array4::from_shape_vec((1, 1, 28, 28), x)?.into_tensor();
