@@ -76,17 +76,25 @@ fn main() {
         op
     };
     let mut scratch_at = arena;
-    for cv in convs {
+    // BENCH_SMALL=1: only conv 1→32 and conv 1×1 32→1 (to separate the layers' costs).
+    let small = std::env::var_os("BENCH_SMALL").is_some();
+    let n_convs = if small { 1 } else { convs.len() };
+    for cv in convs.into_iter().take(n_convs) {
         ops.push(add_conv(&mut b, cv, &mut scratch_at));
     }
-    ops.push(OpDesc {
-        opcode: opcode::UPSAMPLE_NEAREST,
-        inputs: vec![d],
-        outputs: vec![u],
-        params: vec![2, 2],
-        ..Default::default()
-    });
-    ops.push(add_conv(&mut b, (u, y, 32, 1, 1, 1, 0, 0, 0, 0.01), &mut scratch_at));
+    if small {
+        ops.push(add_conv(&mut b, (a, y, 32, 1, 1, 1, 0, -5, 0, 0.01), &mut scratch_at));
+    } else {
+        let up = OpDesc {
+            opcode: opcode::UPSAMPLE_NEAREST,
+            inputs: vec![d],
+            outputs: vec![u],
+            params: vec![2, 2],
+            ..Default::default()
+        };
+        ops.push(up);
+        ops.push(add_conv(&mut b, (u, y, 32, 1, 1, 1, 0, 0, 0, 0.01), &mut scratch_at));
+    }
     for op in ops {
         b.add_op(op);
     }

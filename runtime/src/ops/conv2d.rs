@@ -10,6 +10,9 @@
 use super::dot::{dot_rows, dot_rows2, sum_rows};
 use super::{le_i32, mbqm, sat8};
 
+/// Largest kernel window (`kh·kw·ic` bytes) gathered into a stack buffer.
+const GATHER: usize = 512;
+
 /// Scalar parameters of a CONV2D.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2dParams {
@@ -87,8 +90,24 @@ pub fn conv2d(
             } else {
                 ((iy0 + ky0 as isize) as usize * wd + (ix0 + kx0 as isize) as usize) * ic
             };
-            let xw = x.get(xoff..).unwrap_or(&[]);
+            let mut xw = x.get(xoff..).unwrap_or(&[]);
             let woff = (ky0 * p.kw + kx0) * ic;
+            // A full window of at most GATHER bytes is copied into one contiguous
+            // run (the weights' [kh][kw][ic] order), so each channel pair needs a
+            // single dot product instead of one per kernel row.
+            let mut buf = [0i8; GATHER];
+            let (mut xs, mut rows, mut len) = (xs, rows, len);
+            if full && rows > 1 && ksz <= GATHER {
+                for (r, dst) in buf.chunks_exact_mut(len).take(rows).enumerate() {
+                    if let Some(src) = xw.get(r * xs..r * xs + len) {
+                        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+                    }
+                }
+                xw = buf.get(..ksz).unwrap_or(&[]);
+                (xs, rows, len) = (ksz, 1, ksz);
+            }
+
+            let ws = if rows == 1 { len } else { ws };
             let sum_w = |o: usize| {
                 if full && hoist {
                     le_i32(scratch, o)
