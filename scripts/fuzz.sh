@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs the cargo-fuzz targets in fuzz/ (see fuzz/README.md).
+#
+#   scripts/fuzz.sh TARGET SECONDS   fuzz one target (artifact_loader | onnx_ingest)
+#   scripts/fuzz.sh smoke            regressions + both targets briefly (CI, < 2 min of
+#                                    fuzzing); fails on any crash, timeout or OOM
+#   scripts/fuzz.sh regressions      replay fuzz/regressions/ through the loader target
+#   scripts/fuzz.sh build [TARGET]   only build
+#
+# Environment:
+#   FUZZ_SANITIZER   address | none (default none: the crates under test are safe Rust
+#                    apart from two i8/u8 slice casts; overflow checks stay on)
+#   FUZZ_CORPUS      corpus directory for TARGET runs (default fuzz/corpus/TARGET,
+#                    git-ignored; the committed seeds are copied in first)
+#   FUZZ_JOBS        libFuzzer -fork=N workers (default 1: one process, no fork mode)
+#   CARGO_TARGET_DIR build directory (default /work/target-fuzz if /work exists)
+#   FUZZ_ARGS        extra libFuzzer flags
+#
+# Exit status: 0 when the run ended without a finding, 1 otherwise (reproducer in
+# fuzz/artifacts/TARGET/).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+fuzz="$root/fuzz"
+triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
+sanitizer=${FUZZ_SANITIZER:-none}
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    if [ -d /work ]; then CARGO_TARGET_DIR=/work/target-fuzz; else CARGO_TARGET_DIR="$fuzz/target"; fi
+fi
+export CARGO_TARGET_DIR
+
+die() { echo "fuzz.sh: $*" >&2; exit 2; }
+
+command -v cargo-fuzz >/dev/null || die "cargo-fuzz missing: cargo install cargo-fuzz --locked"
+rustup toolchain list | grep -q '^nightly' || die "needs a nightly toolchain: rustup toolchain install nightly"
+
+# Per-target build flags and libFuzzer limits.
+#   artifact_loader: runtime only (no tract); 5 s per input is generous, one input
+#                    normally takes well under a millisecond.
+#   onnx_ingest:     tract; 16 codegen units keep the build of tract reasonable.
+target_flags() {
+    case "$1" in
+        artifact_loader) echo "--no-default-features --features fuzzing" ;;
+        onnx_ingest) echo "--codegen-units 16" ;;
+        *) die "unknown target '$1' (artifact_loader | onnx_ingest)" ;;
+    esac
+}
+target_limits() {
+    case "$1" in
+        artifact_loader) echo "-timeout=5 -rss_limit_mb=1024 -max_len=65536" ;;
+        onnx_ingest) echo "-timeout=30 -rss_limit_mb=2048 -max_len=262144" ;;
+    esac
+}
+
+build() {
+    local t=$1
+    # shellcheck disable=SC2046
+    (cd "$fuzz" && cargo +nightly fuzz build -s "$sanitizer" $(target_flags "$t") \
+        --target-dir "$CARGO_TARGET_DIR" "$t" >&2)
+}
+
+# crash-, timeout-, oom- and leak- reproducers libFuzzer wrote to DIR.
+count_findings() {
+    find "$1" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l
+}
+
+bin_of() { echo "$CARGO_TARGET_DIR/$triple/release/$1"; }
+
+# run TARGET SECONDS CORPUS_DIR: fuzz, print the summary, return libFuzzer's status.
+run() {
+    local t=$1 secs=$2 corpus=$3
+    local art="$fuzz/artifacts/$t" log tmp rc=0
+    mkdir -p "$corpus" "$art"
+    cp -n "$fuzz/seeds/$t"/* "$corpus"/ 2>/dev/null || true
+    tmp=$(mktemp -d)
+    log="$tmp/libfuzzer.log"
+    local before fork=()
+    before=$(count_findings "$art")
+    [ "${FUZZ_JOBS:-1}" -gt 1 ] && fork=(-fork="$FUZZ_JOBS" -ignore_crashes=0)
+    echo "== $t: ${secs}s, corpus $corpus ($(find "$corpus" -type f | wc -l) files), sanitizer $sanitizer" >&2
+    # shellcheck disable=SC2046,SC2086
+    DDPM_FUZZ_TMP="$tmp" "$(bin_of "$t")" $(target_limits "$t") \
+        -max_total_time="$secs" -print_final_stats=1 "${fork[@]}" \
+        -artifact_prefix="$art/" ${FUZZ_ARGS:-} \
+        "$corpus" >"$log" 2>&1 || rc=$?
+    local execs eps crashes
+    # -fork mode prints per-job stats; sum the final numbers of all of them.
+    execs=$(awk -F: '/^stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log")
+    [ "$execs" -gt 0 ] || execs=$(sed -n 's/^#\([0-9]*\).*DONE.*/\1/p' "$log" | tail -1)
+    execs=${execs:-0}
+    eps=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e / (s > 0 ? s : 1)}')
+    crashes=$(( $(count_findings "$art") - before ))
+    if [ "$rc" -ne 0 ]; then
+        tail -n 60 "$log" >&2
+    else
+        grep -E '^(Done|stat::)' "$log" >&2 || true
+    fi
+    echo "RESULT target=$t seconds=$secs executions=$execs execs_per_sec=$eps new_artifacts=$crashes exit=$rc"
+    rm -rf "$tmp"
+    [ "$rc" -eq 0 ] && [ "$crashes" -eq 0 ]
+}
+
+# Replays every regression file once through the loader target.
+regressions() {
+    local files=("$fuzz"/regressions/*.ddq)
+    [ -e "${files[0]}" ] || return 0
+    echo "== regressions: ${#files[@]} files through artifact_loader" >&2
+    "$(bin_of artifact_loader)" -timeout=5 "${files[@]}" >&2
+}
+
+case "${1:-}" in
+    smoke)
+        build artifact_loader
+        build onnx_ingest
+        regressions
+        status=0
+        s1=$(mktemp -d) s2=$(mktemp -d)
+        run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-60}" "$s1" || status=1
+        run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-50}" "$s2" || status=1
+        rm -rf "$s1" "$s2"
+        [ "$status" -eq 0 ] && echo "smoke: no crashes" || echo "smoke: FAILED (see fuzz/artifacts/)"
+        exit "$status"
+        ;;
+    regressions)
+        build artifact_loader
+        regressions
+        ;;
+    build)
+        if [ -n "${2:-}" ]; then build "$2"; else build artifact_loader; build onnx_ingest; fi
+        ;;
+    artifact_loader | onnx_ingest)
+        [ -n "${2:-}" ] || die "usage: scripts/fuzz.sh $1 SECONDS"
+        [[ "$2" =~ ^[0-9]+$ ]] || die "SECONDS must be an integer"
+        build "$1"
+        run "$1" "$2" "${FUZZ_CORPUS:-$fuzz/corpus/$1}" || exit 1
+        ;;
+    *)
+        sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
