@@ -38,15 +38,21 @@ pub struct Conv2dParams {
     pub act_max: i32,
 }
 
+/// Output channels whose per-channel constants are held on the stack at once.
+const BLOCK: usize = 32;
+
 /// Runs the convolution. `x` is `[h, w, ic]`, `y` is `[oh, ow, oc]`; `w` is
-/// `[oc][kh][kw][ic]`, `bias`/`mult`/`shift` are LE i32 arrays (`bias` may be empty),
-/// `scratch` holds at least `4·oc` bytes (else Σw is recomputed per pixel).
+/// `[oc][kh][kw][ic]`, `bias`/`mult`/`shift` are LE i32 arrays (`bias` may be empty).
+/// `scratch` (4·oc bytes in the format) is not needed by this kernel; it stays
+/// reserved so target kernels may use it.
 ///
+/// Channels are processed in blocks of [`BLOCK`]: a block's bias, Σw, multiplier
+/// and shift are loaded once, then every output pixel is computed for that block.
 /// Per output pixel the taps that fall inside the input form a rectangle
 /// `[ky0, ky1) × [kx0, kx1)`; padding taps contribute 0. Over that rectangle
-/// `Σ (x − zp)·w = Σ x·w − zp·Σ w`, with `Σ w` from the scratch when the rectangle
-/// is the whole kernel. All sums are exact in i32, so the result equals the plain
-/// definition bit for bit.
+/// `Σ (x − zp)·w = Σ x·w − zp·Σ w` (Σw of the whole kernel, precomputed, when the
+/// rectangle is the whole kernel). All sums are exact in i32, so the result equals
+/// the plain definition bit for bit.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[i8],
@@ -60,78 +66,84 @@ pub fn conv2d(
     shift: &[u8],
     scratch: &mut [u8],
 ) {
+    let _ = scratch;
     let [h, wd, ic] = in_shape;
     let [oh, ow, oc] = out_shape;
-    let ksz = p.kh * p.kw * ic;
-    let hoist = scratch.len() >= 4 * oc;
-    if hoist {
-        for (o, slot) in scratch.chunks_exact_mut(4).take(oc).enumerate() {
-            let s: i32 = w.iter().skip(o * ksz).take(ksz).map(|&v| v as i32).sum();
-            slot.iter_mut().zip(s.to_le_bytes()).for_each(|(d, b)| *d = b);
-        }
+    if oc == 0 {
+        return;
     }
+    let ksz = p.kh * p.kw * ic;
     let (xs, ws) = (wd * ic, p.kw * ic);
     let wch = |o: usize| w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
-    let mut out = y.chunks_exact_mut(oc.max(1));
-    for oy in 0..oh {
-        let iy0 = (oy * p.sh) as isize - p.pt as isize;
-        let ky0 = (-iy0).max(0).min(p.kh as isize) as usize;
-        let ky1 = (h as isize - iy0).min(p.kh as isize).max(ky0 as isize) as usize;
-        for ox in 0..ow {
-            let ix0 = (ox * p.sw) as isize - p.pl as isize;
-            let kx0 = (-ix0).max(0).min(p.kw as isize) as usize;
-            let kx1 = (wd as isize - ix0).min(p.kw as isize).max(kx0 as isize) as usize;
-            let Some(ypix) = out.next() else { return };
-            let (rows, len) = (ky1 - ky0, (kx1 - kx0) * ic);
-            let full = rows == p.kh && kx1 - kx0 == p.kw;
-            // Top-left valid input element of the window, and its weight offset.
-            let xoff = if rows == 0 || len == 0 {
-                usize::MAX
-            } else {
-                ((iy0 + ky0 as isize) as usize * wd + (ix0 + kx0 as isize) as usize) * ic
-            };
-            let mut xw = x.get(xoff..).unwrap_or(&[]);
-            let woff = (ky0 * p.kw + kx0) * ic;
-            // A full window of at most GATHER bytes is copied into one contiguous
-            // run (the weights' [kh][kw][ic] order), so each channel pair needs a
-            // single dot product instead of one per kernel row.
-            let mut buf = [0i8; GATHER];
-            let (mut xs, mut rows, mut len) = (xs, rows, len);
-            if full && rows > 1 && ksz <= GATHER {
-                for (r, dst) in buf.chunks_exact_mut(len).take(rows).enumerate() {
-                    if let Some(src) = xw.get(r * xs..r * xs + len) {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
-                    }
-                }
-                xw = buf.get(..ksz).unwrap_or(&[]);
-                (xs, rows, len) = (ksz, 1, ksz);
-            }
-
-            let ws = if rows == 1 { len } else { ws };
-            let sum_w = |o: usize| {
-                if full && hoist {
-                    le_i32(scratch, o)
+    let mut buf = [0i8; GATHER];
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = BLOCK.min(oc - c0);
+        // [bias, Σw, mult, shift] per channel of the block.
+        let mut k = [[0i32; 4]; BLOCK];
+        for (j, kj) in k.iter_mut().enumerate().take(cn) {
+            let o = c0 + j;
+            let sw = wch(o).iter().map(|&v| v as i32).sum();
+            *kj = [le_i32(bias, o), sw, le_i32(mult, o), le_i32(shift, o)];
+        }
+        let mut out = y.chunks_exact_mut(oc);
+        for oy in 0..oh {
+            let iy0 = (oy * p.sh) as isize - p.pt as isize;
+            let ky0 = (-iy0).max(0).min(p.kh as isize) as usize;
+            let ky1 = (h as isize - iy0).min(p.kh as isize).max(ky0 as isize) as usize;
+            for ox in 0..ow {
+                let ix0 = (ox * p.sw) as isize - p.pl as isize;
+                let kx0 = (-ix0).max(0).min(p.kw as isize) as usize;
+                let kx1 = (wd as isize - ix0).min(p.kw as isize).max(kx0 as isize) as usize;
+                let Some(ypix) = out.next() else { break };
+                let yblk = ypix.get_mut(c0..c0 + cn).unwrap_or(&mut []);
+                let (mut rows, mut len) = (ky1 - ky0, (kx1 - kx0) * ic);
+                let full = rows == p.kh && kx1 - kx0 == p.kw;
+                // Top-left valid input element of the window, and its weight offset.
+                let xoff = if rows == 0 || len == 0 {
+                    usize::MAX
                 } else {
-                    sum_rows(wch(o).get(woff..).unwrap_or(&[]), ws, rows, len)
-                }
-            };
-            for (pair, yo) in ypix.chunks_mut(2).enumerate() {
-                let o = 2 * pair;
-                let w0 = wch(o).get(woff..).unwrap_or(&[]);
-                let (s0, s1) = if yo.len() == 2 {
-                    let w1 = wch(o + 1).get(woff..).unwrap_or(&[]);
-                    dot_rows2(xw, xs, w0, w1, ws, rows, len)
-                } else {
-                    (dot_rows(xw, xs, w0, ws, rows, len), 0)
+                    ((iy0 + ky0 as isize) as usize * wd + (ix0 + kx0 as isize) as usize) * ic
                 };
-                for (k, (yv, s)) in yo.iter_mut().zip([s0, s1]).enumerate() {
-                    let oo = o + k;
-                    let acc = le_i32(bias, oo).wrapping_add(s - p.in_zp * sum_w(oo));
-                    let v = p.out_zp + mbqm(acc, le_i32(mult, oo), le_i32(shift, oo));
-                    *yv = sat8(v, p.act_min, p.act_max);
+                let mut xw = x.get(xoff..).unwrap_or(&[]);
+                let woff = (ky0 * p.kw + kx0) * ic;
+                // A full window of at most GATHER bytes is copied into one
+                // contiguous run (the weights' [kh][kw][ic] order), so each channel
+                // pair needs one dot product instead of one per kernel row.
+                let mut xsr = xs;
+                if full && rows > 1 && ksz <= GATHER {
+                    for (r, dst) in buf.chunks_exact_mut(len).take(rows).enumerate() {
+                        if let Some(src) = xw.get(r * xs..r * xs + len) {
+                            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+                        }
+                    }
+                    xw = buf.get(..ksz).unwrap_or(&[]);
+                    (xsr, rows, len) = (ksz, 1, ksz);
+                }
+                let wsr = if rows == 1 { len } else { ws };
+                for (pair, (yo, kp)) in yblk.chunks_mut(2).zip(k.chunks_exact(2)).enumerate() {
+                    let o = c0 + 2 * pair;
+                    let w0 = wch(o).get(woff..).unwrap_or(&[]);
+                    let (s0, s1) = if yo.len() == 2 {
+                        let w1 = wch(o + 1).get(woff..).unwrap_or(&[]);
+                        dot_rows2(xw, xsr, w0, w1, wsr, rows, len)
+                    } else {
+                        (dot_rows(xw, xsr, w0, wsr, rows, len), 0)
+                    };
+                    for (j, ((yv, s), kj)) in yo.iter_mut().zip([s0, s1]).zip(kp).enumerate() {
+                        let [b, sw_full, m, sh] = *kj;
+                        let sw = if full {
+                            sw_full
+                        } else {
+                            sum_rows(wch(o + j).get(woff..).unwrap_or(&[]), ws, rows, len)
+                        };
+                        let acc = b.wrapping_add(s - p.in_zp * sw);
+                        *yv = sat8(p.out_zp + mbqm(acc, m, sh), p.act_min, p.act_max);
+                    }
                 }
             }
         }
+        c0 += cn;
     }
 }
 
@@ -192,7 +204,8 @@ mod tests {
             let h = r.range(1, 9) as usize;
             let wd = r.range(1, 9) as usize;
             let ic = r.range(1, 6) as usize;
-            let oc = r.range(1, 6) as usize;
+            // Every tenth case spans several channel blocks.
+            let oc = if case % 10 == 0 { r.range(33, 70) } else { r.range(1, 6) } as usize;
             let kh = r.range(1, 3.min(h as i64 + 2)) as usize;
             let kw = r.range(1, 3.min(wd as i64 + 2)) as usize;
             let sh = r.range(1, 2) as usize;
