@@ -285,10 +285,14 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 #[inline]
 pub fn multiply_by_quantized_multiplier(x: i32, mult: i32, shift: i32) -> i32 {
     let shift = shift.clamp(-31, 30);
-    let left = if shift > 0 { shift } else { 0 };
-    let right = if shift > 0 { 0 } else { -shift };
-    let shifted = ((x as i64) << left).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, mult), right)
+    if shift > 0 {
+        // Right shift is 0 here; RoundingDivideByPOT(v, 0) = v.
+        let shifted = ((x as i64) << shift).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        saturating_rounding_doubling_high_mul(shifted, mult)
+    } else {
+        // Left shift is 0 here (the common case: requantizing a wide accumulator).
+        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, mult), -shift)
+    }
 }
 
 /// Kernel scratch bytes the converter must reserve for an op (0 where none).
@@ -343,6 +347,33 @@ mod tests {
             let want = x as f64 * m as f64 * 2f64.powi(sh - 31);
             // Two roundings (SRDHM then RDBPOT) may each move half an LSB.
             assert!((got - want).abs() <= 1.0, "x={x} real={real} got={got} want={want}");
+        }
+    }
+
+    /// The two-step definition, written out as in TFLite's reference.
+    fn mbqm_reference(x: i32, mult: i32, shift: i32) -> i32 {
+        let shift = shift.clamp(-31, 30);
+        let left = if shift > 0 { shift } else { 0 };
+        let right = if shift > 0 { 0 } else { -shift };
+        let shifted = ((x as i64) << left).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, mult), right)
+    }
+
+    #[test]
+    fn mbqm_split_paths_match_reference() {
+        let mut s = 99u64;
+        let edge = [0, 1, -1, i32::MAX, i32::MIN, 1 << 30, -(1 << 30), 12345, -54321];
+        for i in 0..200_000u32 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let r = (s >> 16) as u32;
+            let x = if i % 7 == 0 { edge[(r % 9) as usize] } else { (s >> 32) as i32 >> (r % 31) };
+            let m = if i % 11 == 0 { edge[(r % 9) as usize] } else { (s as i32) | 1 << 30 };
+            let sh = (r % 70) as i32 - 35;
+            assert_eq!(
+                multiply_by_quantized_multiplier(x, m, sh),
+                mbqm_reference(x, m, sh),
+                "x={x} m={m} shift={sh}"
+            );
         }
     }
 
