@@ -481,3 +481,105 @@ impl X0 {
         }
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::interp::NoHooks;
+
+    /// β of `doc_artifact`'s schedule (linear 0.1 → 0.5 over T = 4), in f64.
+    fn betas() -> [f64; 4] {
+        core::array::from_fn(|i| 0.1 + 0.4 * i as f64 / 3.0)
+    }
+
+    fn alpha_bar(i: i64) -> f64 {
+        (0..=i).map(|j| 1.0 - betas()[j as usize]).product()
+    }
+
+    /// One update with a given ε, against the f64 formulas of DESIGN.md.
+    fn check(cfg: SamplerConfig, t: u32, prev: Option<u32>) {
+        let bytes = crate::doc_artifact();
+        let model = Model::load(&bytes).unwrap();
+        let mut arena = std::vec![0u8; Sampler::arena_bytes(&model)];
+        let mut s = Sampler::new(&model, &mut arena, cfg).unwrap();
+        let f = (1u64 << 24) as f64;
+        let xs = [-1.4, -0.3, 0.45, 1.2];
+        let qs: [i8; 4] = [-100, -7, 33, 90];
+        let state: std::vec::Vec<i32> = xs.iter().map(|x| (x * f) as i32).collect();
+        s.set_state(&state).unwrap();
+        let out = model.output_tensor();
+        let eps = model.tensor_mut(s.arena, out).unwrap();
+        eps.copy_from_slice(&qs);
+        match cfg.mode {
+            Mode::Ddpm => s.update_ddpm(t),
+            Mode::Ddim { eta_q16, .. } => s.update_ddim(t, prev, eta_q16),
+        }
+        let mut got = [0i32; 4];
+        s.read_state(&mut got).unwrap();
+        let s_eps = (0.03 * 2f64.powi(40)).floor() / 2f64.powi(40); // as stored
+        let (i, b) = (t as i64, betas()[t as usize]);
+        let (ab, ab_prev) = (alpha_bar(i), if i > 0 { alpha_bar(i - 1) } else { 1.0 });
+        for k in 0..4 {
+            let x = state[k] as f64 / f;
+            let e = qs[k] as f64 * s_eps;
+            let mut x0 = (x - (1.0 - ab).sqrt() * e) / ab.sqrt();
+            if cfg.clip_x0 {
+                x0 = x0.clamp(-1.0, 1.0);
+            }
+            let want = match cfg.mode {
+                Mode::Ddpm if cfg.clip_x0 => {
+                    let c0 = b * ab_prev.sqrt() / (1.0 - ab);
+                    let ct = (1.0 - b).sqrt() * (1.0 - ab_prev) / (1.0 - ab);
+                    c0 * x0 + ct * x
+                }
+                Mode::Ddpm => (x - b / (1.0 - ab).sqrt() * e) / (1.0 - b).sqrt(),
+                Mode::Ddim { .. } => {
+                    let abp = prev.map(|p| alpha_bar(p as i64)).unwrap_or(1.0);
+                    abp.sqrt() * x0 + (1.0 - abp).sqrt() * e
+                }
+            };
+            // A few Q24 LSB (6e-8 each) from the Q30 tables and the roundings.
+            let err = (got[k] as f64 / f - want).abs();
+            assert!(err < 1e-6, "{cfg:?} t={t} element {k}: got {} want {want}", got[k] as f64 / f);
+        }
+        // ε as the host sees it is the int8 output tensor.
+        assert_eq!(s.eps().unwrap(), &qs);
+        let _ = s.predict_eps(0, &mut NoHooks).unwrap();
+    }
+
+    #[test]
+    fn updates_match_f64() {
+        let base = SamplerConfig { seed: 3, mode: Mode::Ddpm, sigma: Sigma::Zero, clip_x0: false };
+        for t in 0..4 {
+            check(base, t, None);
+            check(SamplerConfig { clip_x0: true, ..base }, t, None);
+        }
+        let ddim = SamplerConfig { mode: Mode::Ddim { steps: 4, eta_q16: 0 }, ..base };
+        for (t, prev) in [(3, Some(2)), (2, Some(0)), (1, None), (0, None)] {
+            check(ddim, t, prev);
+            check(SamplerConfig { clip_x0: true, ..ddim }, t, prev);
+        }
+    }
+
+    #[test]
+    fn ddim_timesteps_are_evenly_spaced() {
+        let bytes = crate::doc_artifact();
+        let model = Model::load(&bytes).unwrap();
+        let mut arena = std::vec![0u8; Sampler::arena_bytes(&model)];
+        let cfg = SamplerConfig {
+            seed: 0,
+            mode: Mode::Ddim { steps: 3, eta_q16: 0 },
+            sigma: Sigma::Beta,
+            clip_x0: false,
+        };
+        let s = Sampler::new(&model, &mut arena, cfg).unwrap();
+        assert_eq!([s.timestep_of(2), s.timestep_of(1), s.timestep_of(0)], [2, 1, 0]);
+        let cfg = SamplerConfig { mode: Mode::Ddim { steps: 2, eta_q16: 0 }, ..cfg };
+        let s = Sampler::new(&model, &mut arena, cfg).unwrap();
+        assert_eq!([s.timestep_of(1), s.timestep_of(0)], [2, 0]);
+        let bad = SamplerConfig { mode: Mode::Ddim { steps: 5, eta_q16: 0 }, ..cfg };
+        assert!(Sampler::new(&model, &mut arena, bad).is_err());
+        let bad = SamplerConfig { mode: Mode::Ddim { steps: 2, eta_q16: 65537 }, ..cfg };
+        assert!(Sampler::new(&model, &mut arena, bad).is_err());
+    }
+}
