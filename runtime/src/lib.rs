@@ -28,7 +28,7 @@
 //!
 //! None: every fallible path returns [`Error`]; indexing that could panic is
 //! denied by lint in library code.
-#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
