@@ -297,8 +297,10 @@ pub fn multiply_by_quantized_multiplier(x: i32, mult: i32, shift: i32) -> i32 {
 
 /// Kernel scratch bytes the converter must reserve for an op (0 where none).
 ///
-/// `in_shapes` and `out_shape` are `[h, w, c]`. CONV2D keeps one i32 per output
-/// channel (Σw for the zero-point hoisting); every other op needs none.
+/// `in_shapes` and `out_shape` are `[h, w, c]`. CONV2D reserves one i32 per output
+/// channel (per-channel sums for target kernels; the reference kernel keeps them on
+/// the stack); every other op needs none. The loader rejects a smaller
+/// `scratch_len`.
 pub fn scratch_bytes(
     opcode: u16,
     in_shapes: &[[u16; 3]],
