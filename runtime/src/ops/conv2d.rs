@@ -46,7 +46,7 @@ const BLOCK: usize = 32;
 /// `scratch` (4·oc bytes in the format) is not needed by this kernel; it stays
 /// reserved so target kernels may use it.
 ///
-/// Channels are processed in blocks of [`BLOCK`]: a block's bias, Σw, multiplier
+/// Channels are processed in blocks of 32: a block's bias, Σw, multiplier
 /// and shift are loaded once, then every output pixel is computed for that block.
 /// Per output pixel the taps that fall inside the input form a rectangle
 /// `[ky0, ky1) × [kx0, kx1)`; padding taps contribute 0. Over that rectangle
