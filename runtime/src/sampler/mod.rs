@@ -448,7 +448,47 @@ impl<'m, 'a> Sampler<'m, 'a> {
 /// [`Sampler::arena_bytes`] from the header's `arena_bytes` and the image element
 /// count, usable in constants: `(net_arena + 3) & !3` plus 4 bytes per element.
 pub const fn arena_bytes_for(net_arena: u32, image_len: usize) -> usize {
-    ((net_arena as usize + 3) & !3) + 4 * image_len
+    ((net_arena as usize).saturating_add(3) & !3).saturating_add(image_len.saturating_mul(4))
+}
+
+/// [`Sampler::arena_bytes`] read straight from artifact bytes, usable in a
+/// constant (`include_bytes!`): header `arena_bytes` plus the state for the MODEL
+/// section's image size. Returns 0 if the bytes are too short or have no MODEL
+/// section; [`Sampler::new`] still validates everything at run time.
+///
+/// ```
+/// # #[cfg(feature = "std")] {
+/// # let artifact = ddpm_runtime::doc_artifact();
+/// # let model = ddpm_runtime::Model::load(&artifact).unwrap();
+/// use ddpm_runtime::sampler::arena_bytes_of_artifact;
+/// assert_eq!(arena_bytes_of_artifact(&artifact), ddpm_runtime::Sampler::arena_bytes(&model));
+/// # }
+/// ```
+#[allow(clippy::indexing_slicing)] // every index is checked against the length first
+pub const fn arena_bytes_of_artifact(bytes: &[u8]) -> usize {
+    const fn u32_at(b: &[u8], o: usize) -> u32 {
+        if o.saturating_add(4) > b.len() {
+            return 0;
+        }
+        u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+    }
+    if bytes.len() < crate::format::HEADER_SIZE {
+        return 0;
+    }
+    let count = (bytes[12] as usize) | (bytes[13] as usize) << 8;
+    let mut i = 0;
+    while i < count && i < crate::format::MAX_SECTIONS as usize {
+        let e = crate::format::HEADER_SIZE + i * crate::format::SECTION_ENTRY_SIZE;
+        if u32_at(bytes, e) == crate::format::section::MODEL {
+            let m = u32_at(bytes, e + 4) as usize;
+            let n = (u32_at(bytes, m.saturating_add(40)) as usize)
+                .saturating_mul(u32_at(bytes, m.saturating_add(44)) as usize)
+                .saturating_mul(u32_at(bytes, m.saturating_add(48)) as usize);
+            return arena_bytes_for(u32_at(bytes, 24), n);
+        }
+        i += 1;
+    }
+    0
 }
 
 /// `round((clip(x, −1, 1) + 1)·127.5)` for a Q`f` state value.
