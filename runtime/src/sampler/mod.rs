@@ -119,7 +119,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
     }
 
     fn state_offset(model: &Model<'_>) -> usize {
-        (model.arena_bytes() as usize + 3) & !3
+        (model.arena_bytes() as usize).saturating_add(3) & !3
     }
 
     /// Number of denoising steps `cfg` runs on `model`.
