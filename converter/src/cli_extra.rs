@@ -6,9 +6,14 @@ use anyhow::{anyhow, Result};
 
 /// Runs `cmd` if it is one of this module's subcommands (`args` excludes `cmd`);
 /// `None` when it is not.
+///
+/// `compare --per-tensor` is left to the converter's own per-tensor comparison
+/// (`None`); every other `compare` is the full quality report here, which accepts
+/// MODEL and ARTIFACT in either order.
 pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<()>> {
     match cmd {
         "sample" => Some(crate::sample::run_sample(args)),
+        "compare" if args.iter().any(|a| a == "--per-tensor") => None,
         "compare" => Some(crate::quality::run_compare(args)),
         "bench" => Some(crate::bench::run_bench(args)),
         _ => None,

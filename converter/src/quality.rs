@@ -108,7 +108,7 @@ impl Classifier {
 /// Missing file or a size that is not a multiple of 785.
 pub fn read_heldout(path: &Path) -> Result<Vec<(u8, Vec<u8>)>> {
     let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if b.is_empty() || b.len() % 785 != 0 {
+    if b.is_empty() || b.len().checked_rem(785) != Some(0) {
         bail!("{}: {} bytes is not a whole number of 785-byte records", path.display(), b.len());
     }
     Ok(b.chunks_exact(785).map(|r| (r[0], r[1..].to_vec())).collect())
@@ -470,7 +470,6 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
         }
     }
     b.finish_and_clear();
-    drop(q);
     let eps_sqnr: Vec<(usize, f64)> =
         acc.iter().map(|&(t, s, e)| (t, sqnr_from_energies(s, e))).collect();
 
