@@ -56,7 +56,7 @@ build() {
     local t=$1
     # shellcheck disable=SC2046
     (cd "$fuzz" && cargo +nightly fuzz build -s "$sanitizer" $(target_flags "$t") \
-        --target-dir "$CARGO_TARGET_DIR" "$t" >&2)
+        --target-dir "$(dir_of "$t")" "$t" >&2)
 }
 
 # crash-, timeout-, oom- and leak- reproducers libFuzzer wrote to DIR.
@@ -64,7 +64,15 @@ count_findings() {
     find "$1" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l
 }
 
-bin_of() { echo "$CARGO_TARGET_DIR/$triple/release/$1"; }
+# The loader builds in a sub-directory: it uses other features, and its build must
+# not wait for a build of tract holding the lock of the main build directory.
+dir_of() {
+    case "$1" in
+        artifact_loader) echo "$CARGO_TARGET_DIR/artifact_loader" ;;
+        *) echo "$CARGO_TARGET_DIR" ;;
+    esac
+}
+bin_of() { echo "$(dir_of "$1")/$triple/release/$1"; }
 
 # run TARGET SECONDS CORPUS_DIR: fuzz, print the summary, return libFuzzer's status.
 run() {
@@ -88,7 +96,9 @@ run() {
     execs=$(awk -F: '/^stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log")
     [ "$execs" -gt 0 ] || execs=$(sed -n 's/^#\([0-9]*\).*DONE.*/\1/p' "$log" | tail -1)
     execs=${execs:-0}
-    eps=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e / (s > 0 ? s : 1)}')
+    # libFuzzer's own rate (sum over fork jobs), else executions / requested time.
+    eps=$(awk -F: '/^stat::average_exec_per_sec/ {s += $2} END {print s + 0}' "$log")
+    [ "$eps" -gt 0 ] || eps=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e / (s > 0 ? s : 1)}')
     crashes=$(( $(count_findings "$art") - before ))
     if [ "$rc" -ne 0 ]; then
         tail -n 60 "$log" >&2
