@@ -66,6 +66,27 @@ pub fn conv2d(
     shift: &[u8],
     scratch: &mut [u8],
 ) {
+    #[cfg(ddpm_dsp)]
+    if super::im2col::applicable(in_shape[2], out_shape[0] * out_shape[1], p) {
+        return super::im2col::conv2d_im2col(x, in_shape, y, out_shape, p, w, bias, mult, shift);
+    }
+    conv2d_direct(x, in_shape, y, out_shape, p, w, bias, mult, shift, scratch)
+}
+
+/// The portable kernel behind [`conv2d`] (the only one with `reference-kernels`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [i8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    scratch: &mut [u8],
+) {
     let _ = scratch;
     let [h, wd, ic] = in_shape;
     let [oh, ow, oc] = out_shape;
@@ -200,10 +221,11 @@ mod tests {
     #[test]
     fn conv_matches_reference() {
         let mut r = Rng(7);
-        for case in 0..120 {
+        for case in 0..240 {
             let h = r.range(1, 9) as usize;
             let wd = r.range(1, 9) as usize;
-            let ic = r.range(1, 6) as usize;
+            // Some windows span several im2col chunks (kh·kw·ic > KC).
+            let ic = if case % 7 == 3 { r.range(30, 70) } else { r.range(1, 6) } as usize;
             // Every tenth case spans several channel blocks.
             let oc = if case % 10 == 0 { r.range(33, 70) } else { r.range(1, 6) } as usize;
             let kh = r.range(1, 3.min(h as i64 + 2)) as usize;
@@ -259,6 +281,38 @@ mod tests {
                 );
                 // Bit-exact against the i64 reference.
                 assert_eq!(y, want, "case {case}");
+                // The portable kernel and the im2col one (on the host with its
+                // portable column kernel) as well.
+                let mut y2 = vec![0i8; oh * ow * oc];
+                let args = (&i32_bytes(&bias), &i32_bytes(&mult), &i32_bytes(&shift));
+                conv2d_direct(
+                    &x,
+                    [h, wd, ic],
+                    &mut y2,
+                    [oh, ow, oc],
+                    &p,
+                    &w,
+                    args.0,
+                    args.1,
+                    args.2,
+                    &mut scratch,
+                );
+                assert_eq!(y2, want, "direct, case {case}");
+                if crate::ops::im2col::applicable(ic, oh * ow, &p) {
+                    let mut y3 = vec![0i8; oh * ow * oc];
+                    crate::ops::im2col::conv2d_im2col(
+                        &x,
+                        [h, wd, ic],
+                        &mut y3,
+                        [oh, ow, oc],
+                        &p,
+                        &w,
+                        args.0,
+                        args.1,
+                        args.2,
+                    );
+                    assert_eq!(y3, want, "im2col, case {case}");
+                }
                 // ±1 LSB against f64: the fixed-point multiplier and the two
                 // roundings of MBQM differ from one exact rounding.
                 for (a, b) in y.iter().zip(&wantf) {

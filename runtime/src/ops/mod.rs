@@ -11,6 +11,7 @@ pub mod concat;
 pub mod conv2d;
 pub mod dot;
 pub mod group_norm;
+pub mod im2col;
 pub mod lut;
 pub mod matmul;
 pub mod mul;
