@@ -32,8 +32,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
 }
 
+/// `DDPM_FW_TARGET_DIR` (as scripts/env.sh sets it), else a directory of its
+/// own under the workspace target: the outer `cargo test` may hold that one's lock.
 fn firmware_target_dir() -> PathBuf {
-    // A directory of its own: the outer `cargo test` may hold the workspace's.
+    if let Some(d) = std::env::var_os("DDPM_FW_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d).join("firmware"),
         None => repo().join("target").join("firmware"),
@@ -42,7 +46,8 @@ fn firmware_target_dir() -> PathBuf {
 
 fn require_tool(name: &str, arg: &str, hint: &str) {
     let home_bin = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin").join(name));
-    let ok = |p: &Path| Command::new(p).arg(arg).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok =
+        |p: &Path| Command::new(p).arg(arg).output().map(|o| o.status.success()).unwrap_or(false);
     let found = ok(Path::new(name)) || home_bin.as_deref().is_some_and(ok);
     assert!(found, "`{name}` is required for the firmware parity test and was not found: {hint}");
 }
@@ -90,7 +95,10 @@ fn parse_digest(stdout: &str) -> String {
     let d: Vec<&str> = stdout.lines().filter_map(|l| l.trim().strip_prefix("DIGEST ")).collect();
     assert_eq!(d.len(), 1, "expected one DIGEST line in:\n{stdout}");
     let d = d[0].trim();
-    assert!(d.len() == 16 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "bad digest {d:?}");
+    assert!(
+        d.len() == 16 && d.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "bad digest {d:?}"
+    );
     d.to_owned()
 }
 
@@ -143,7 +151,12 @@ fn check_expected(stdout: &str) {
         g += 1;
         w += 1;
     }
-    assert_eq!(g, got.len(), "extra output after the last expected line ({}):\n{stdout}", path.display());
+    assert_eq!(
+        g,
+        got.len(),
+        "extra output after the last expected line ({}):\n{stdout}",
+        path.display()
+    );
 }
 
 fn parity(artifact: &Path) {
@@ -156,7 +169,11 @@ fn parity(artifact: &Path) {
         for seed in SEEDS {
             let stdout = run_firmware(artifact, target, seed);
             let want = host_digest(&bytes, seed);
-            assert_eq!(parse_digest(&stdout), want, "{target} seed {seed}: firmware digest != host digest");
+            assert_eq!(
+                parse_digest(&stdout),
+                want,
+                "{target} seed {seed}: firmware digest != host digest"
+            );
             if target == TARGETS[0] && seed == SEEDS[0] {
                 check_expected(&stdout);
             }

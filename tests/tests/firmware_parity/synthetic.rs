@@ -25,7 +25,8 @@ impl Lcg {
 
 fn schedule() -> ScheduleDesc {
     let t = T as usize;
-    let betas: Vec<f64> = (0..t).map(|i| 1e-4 + (0.02 - 1e-4) * i as f64 / (t - 1) as f64).collect();
+    let betas: Vec<f64> =
+        (0..t).map(|i| 1e-4 + (0.02 - 1e-4) * i as f64 / (t - 1) as f64).collect();
     let mut abar = Vec::with_capacity(t);
     let mut p = 1.0f64;
     for b in &betas {
@@ -51,20 +52,28 @@ fn schedule() -> ScheduleDesc {
             tables[k].push(q(*v));
         }
     }
-    ScheduleDesc { timesteps: T, kind: 0, beta_start: 1e-4, beta_end: 0.02, frac_bits: [30; 8], tables }
+    ScheduleDesc {
+        timesteps: T,
+        kind: 0,
+        beta_start: 1e-4,
+        beta_end: 0.02,
+        frac_bits: [30; 8],
+        tables,
+    }
 }
 
-fn conv(
-    b: &mut ArtifactBuilder,
-    rng: &mut Lcg,
+/// A 3×3, stride-1, same-padded conv layer.
+struct ConvSpec {
     x: u16,
     y: u16,
     ic: usize,
     oc: usize,
     s_in: f64,
     s_out: f64,
-    scratch: u32,
-) {
+}
+
+fn conv(b: &mut ArtifactBuilder, rng: &mut Lcg, c: ConvSpec, scratch: u32) {
+    let ConvSpec { x, y, ic, oc, s_in, s_out } = c;
     let s_w = 1.0 / 64.0;
     let w: Vec<i8> = (0..oc * 9 * ic).map(|_| rng.i8(40)).collect();
     let bias: Vec<i32> = (0..oc).map(|_| rng.i8(100) as i32 * 8).collect();
@@ -96,11 +105,16 @@ pub fn artifact() -> Vec<u8> {
     let s_h = 1.0 / 16.0; // hidden activations
     let s_e = 1.0 / 127.0; // timestep embedding
     let s_eps = 4.0 / 127.0; // ε
-    let img = (H as u32) * (W as u32);
-    let hid = img * C1 as u32;
     let mut off = 0u32;
     let mut tensor = |b: &mut ArtifactBuilder, h: u16, w: u16, c: u16, scale: f64| {
-        let id = b.add_tensor(TensorDesc { h, w, c, arena_offset: off, zero_point: 0, scale: scale as f32 });
+        let id = b.add_tensor(TensorDesc {
+            h,
+            w,
+            c,
+            arena_offset: off,
+            zero_point: 0,
+            scale: scale as f32,
+        });
         off += (h as u32 * w as u32 * c as u32 + 15) & !15;
         id
     };
@@ -112,9 +126,9 @@ pub fn artifact() -> Vec<u8> {
     let eps = tensor(&mut b, H, W, 1, s_eps);
     let scratch = off;
     let arena = scratch + 4 * C1 as u32;
-    let _ = (img, hid);
 
-    conv(&mut b, &mut rng, x, h1, 1, C1 as usize, s_x, s_h, scratch);
+    let c1 = ConvSpec { x, y: h1, ic: 1, oc: C1 as usize, s_in: s_x, s_out: s_h };
+    conv(&mut b, &mut rng, c1, scratch);
     let silu: Vec<i8> = (-128..128)
         .map(|q| {
             let v = q as f64 * s_h;
@@ -122,7 +136,13 @@ pub fn artifact() -> Vec<u8> {
         })
         .collect();
     let lut = b.add_weights_i8(&silu).params();
-    b.add_op(OpDesc { opcode: 3, inputs: vec![h1], outputs: vec![h2], params: lut.to_vec(), ..Default::default() });
+    b.add_op(OpDesc {
+        opcode: 3,
+        inputs: vec![h1],
+        outputs: vec![h2],
+        params: lut.to_vec(),
+        ..Default::default()
+    });
     let dim = C1 as usize;
     let table: Vec<i8> = (0..T as usize)
         .flat_map(|t| {
@@ -153,7 +173,8 @@ pub fn artifact() -> Vec<u8> {
         params: vec![1, 0, 0, 0, 20, am, ash, bm, bsh, om, osh, -128, 127],
         ..Default::default()
     });
-    conv(&mut b, &mut rng, h3, eps, C1 as usize, 1, s_h, s_eps, scratch);
+    let c2 = ConvSpec { x: h3, y: eps, ic: C1 as usize, oc: 1, s_in: s_h, s_out: s_eps };
+    conv(&mut b, &mut rng, c2, scratch);
 
     let (im, ish) = quantize_multiplier(1.0 / ((1u64 << F) as f64 * s_x));
     b.set_model(ModelDesc {
