@@ -93,11 +93,11 @@ run() {
         "$corpus" >"$log" 2>&1 || rc=$?
     local execs eps crashes
     # -fork mode prints per-job stats; sum the final numbers of all of them.
-    execs=$(awk -F: '/^stat::number_of_executed_units/ {s += $2} END {print s + 0}' "$log")
+    execs=$(awk -F: '/^stat::number_of_executed_units/ {s += $NF} END {print s + 0}' "$log")
     [ "$execs" -gt 0 ] || execs=$(sed -n 's/^#\([0-9]*\).*DONE.*/\1/p' "$log" | tail -1)
     execs=${execs:-0}
     # libFuzzer's own rate (sum over fork jobs), else executions / requested time.
-    eps=$(awk -F: '/^stat::average_exec_per_sec/ {s += $2} END {print s + 0}' "$log")
+    eps=$(awk -F: '/^stat::average_exec_per_sec/ {s += $NF} END {print s + 0}' "$log")
     [ "$eps" -gt 0 ] || eps=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e / (s > 0 ? s : 1)}')
     crashes=$(( $(count_findings "$art") - before ))
     if [ "$rc" -ne 0 ]; then
@@ -122,8 +122,8 @@ case "${1:-}" in
     smoke)
         build artifact_loader
         build onnx_ingest
-        regressions
         status=0
+        regressions || { status=1; echo "smoke: a regression input fails" >&2; }
         s1=$(mktemp -d) s2=$(mktemp -d)
         run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-60}" "$s1" || status=1
         run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-50}" "$s2" || status=1

@@ -170,12 +170,33 @@ fn matmul_zero_stride(big: i32) -> Vec<u8> {
     b.finish()
 }
 
+/// `minimal()` on an 8×8 image whose schedule tables all have 0 fractional bits and
+/// hold `i32::MAX` (the loader accepts any non-negative value with 0..=31 bits): the
+/// DDPM update's `mean + σ·z` overflows i64.
+fn schedule_zero_frac_bits() -> Vec<u8> {
+    let mut b = ArtifactBuilder::new();
+    let x = b.add_tensor(TensorDesc { h: 8, w: 8, c: 1, arena_offset: 0, zero_point: 0, scale: 0.03 });
+    let e = b.add_tensor(TensorDesc { h: 8, w: 8, c: 1, arena_offset: 64, zero_point: 1, scale: 0.02 });
+    let (m, s) = quantize_multiplier(1.5);
+    b.add_op(OpDesc { opcode: oc::REQUANT, inputs: vec![x], outputs: vec![e], params: vec![0, 1, m, s], ..Default::default() });
+    let mut sched = ScheduleDesc::quadratic(3, 0.02, 0.3);
+    sched.frac_bits = [0; 8];
+    for t in sched.tables.iter_mut() {
+        t.iter_mut().for_each(|v| *v = i32::MAX);
+    }
+    b.set_schedule(sched);
+    b.set_model(model_desc(x, e, 3, 8, 8, 1, 0.03));
+    b.set_arena_bytes(128);
+    b.finish()
+}
+
 /// Hand-built reproducers for `regressions/` (see regressions/README.md).
 fn regressions(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).expect("create regressions directory");
     for (name, bytes) in [
         ("matmul_zero_stride_op_macs_overflow.ddq", matmul_zero_stride(i32::MAX)),
         ("matmul_zero_stride_unbounded_forward.ddq", matmul_zero_stride(1 << 16)),
+        ("sampler_ddpm_update_add_overflow.ddq", schedule_zero_frac_bits()),
     ] {
         let m = Model::load(&bytes).map(|_| "loads").unwrap_or("rejected");
         std::fs::write(dir.join(name), &bytes).expect("write regression");

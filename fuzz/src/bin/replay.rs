@@ -10,9 +10,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().unwrap_or_default();
     let files: Vec<String> = args.collect();
-    if files.is_empty() || !matches!(target.as_str(), "loader" | "onnx") {
-        eprintln!("usage: replay loader|onnx FILE...");
+    if files.is_empty() || !matches!(target.as_str(), "loader" | "onnx" | "ddpm-step") {
+        eprintln!("usage: replay loader|onnx|ddpm-step FILE...");
         std::process::exit(2);
+    }
+    if target == "ddpm-step" {
+        // One DDPM step with a fixed configuration (seed 0, σ² = β, no clipping), the
+        // shortest way to show a sampler bug to the runtime's owner.
+        use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
+        for f in files {
+            let data = std::fs::read(&f).unwrap_or_else(|e| panic!("cannot read {f}: {e}"));
+            let m = Model::load(&data).unwrap_or_else(|e| panic!("{f}: load: {e:?}"));
+            let mut arena = vec![0u8; Sampler::arena_bytes(&m)];
+            let cfg = SamplerConfig { seed: 0, mode: Mode::Ddpm, sigma: Sigma::Beta, clip_x0: false };
+            let mut s = Sampler::new(&m, &mut arena, cfg).unwrap_or_else(|e| panic!("{f}: {e:?}"));
+            println!("{f}: step -> {:?}", s.step(&mut NoHooks));
+        }
+        return;
     }
     for f in files {
         let data = std::fs::read(&f).unwrap_or_else(|e| panic!("cannot read {f}: {e}"));
