@@ -14,7 +14,6 @@ cargo fmt --all --check
 
 step "clippy (warnings denied)"
 cargo clippy --release --workspace --all-targets -- -D warnings
-(cd firmware && CARGO_TARGET_DIR="$DDPM_FW_TARGET_DIR" cargo clippy --release -- -D warnings)
 
 step "no_std runtime builds for every Cortex-M target, default and defmt features"
 for t in thumbv6m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf; do
@@ -29,6 +28,16 @@ fi
 step "convert the shipped model"
 cargo run --release -p ddpm-converter -- quantize models/mnist_unet.onnx -o "$DDPM_ARTIFACT"
 cargo run --release -p ddpm-converter -- inspect "$DDPM_ARTIFACT" --json > "$DDPM_OUT/inspect.json"
+
+step "firmware: clippy and builds for every board profile (embeds the artifact)"
+(
+    cd firmware
+    export CARGO_TARGET_DIR="$DDPM_FW_TARGET_DIR"
+    cargo clippy --release -- -D warnings
+    cargo build --release --no-default-features --features qemu-m7
+    cargo build --release --no-default-features --features stm32h743
+    cargo build --release --no-default-features --features pico --target thumbv6m-none-eabi
+)
 
 step "host tests (unit, end-to-end, firmware parity in QEMU, aarch64 under qemu-aarch64)"
 cargo test --release --workspace
