@@ -199,16 +199,33 @@ impl TensorStats {
                 (at(0.0001).min(0.0), at(0.9999).max(0.0))
             }
             Method::Mse => {
-                let mut best = (f64::INFINITY, mn, mx);
-                for i in 0..=40 {
-                    let a = 1.0 - i as f32 * 0.0175; // 1.0 .. 0.3
-                    let (lo, hi) = (mn * a, mx * a);
-                    let e = quant_mse(&self.samples, lo, hi);
-                    if e < best.0 {
-                        best = (e, lo, hi);
-                    }
+                // Coordinate descent over the two ends, each on a grid of 1.0 .. 0.05 of
+                // the observed extreme.
+                let grid = |i: usize| 1.0 - i as f32 * 0.02375;
+                let (mut lo, mut hi) = (mn, mx);
+                for _ in 0..2 {
+                    hi = (0..=40)
+                        .map(|i| mx * grid(i))
+                        .min_by(|a, b| {
+                            quant_mse(&self.samples, lo, *a).total_cmp(&quant_mse(
+                                &self.samples,
+                                lo,
+                                *b,
+                            ))
+                        })
+                        .unwrap_or(mx);
+                    lo = (0..=40)
+                        .map(|i| mn * grid(i))
+                        .min_by(|a, b| {
+                            quant_mse(&self.samples, *a, hi).total_cmp(&quant_mse(
+                                &self.samples,
+                                *b,
+                                hi,
+                            ))
+                        })
+                        .unwrap_or(mn);
                 }
-                (best.1, best.2)
+                (lo, hi)
             }
         }
     }
@@ -286,14 +303,25 @@ mod tests {
     }
 
     #[test]
-    fn mse_clips_outliers() {
+    fn mse_range_is_no_worse_than_minmax() {
         let mut s = TensorStats::default();
-        let mut v: Vec<f32> = (0..10000).map(|i| (i as f32 / 10000.0) - 0.5).collect();
-        v.push(50.0);
+        // Laplace(0, 1): a few samples far out in the tails
+        let v: Vec<f32> = (1..500)
+            .map(|i| {
+                let u = i as f32 / 500.0;
+                if i % 2 == 0 {
+                    -(u.ln())
+                } else {
+                    u.ln()
+                }
+            })
+            .collect();
         s.add(&v);
         let (lo, hi) = s.range(Method::Mse);
-        assert!(hi < 50.0 && lo < 0.0, "{lo} {hi}");
-        assert_eq!(s.range(Method::MinMax), (-0.5, 50.0));
+        assert!(lo >= s.min && hi <= s.max && lo < -1.0 && hi > 1.0, "{lo} {hi}");
+        let (mlo, mhi) = s.range(Method::MinMax);
+        assert!(quant_mse(&s.samples, lo, hi) <= quant_mse(&s.samples, mlo, mhi));
+        assert_eq!(s.range(Method::MinMax), (s.min, s.max));
     }
 
     #[test]

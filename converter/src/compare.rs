@@ -1,12 +1,13 @@
 //! int8 (runtime) against float (tract): ε SQNR per timestep, per-tensor SQNR.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, ensure, Result};
 use ddpm_runtime::format::multiply_by_quantized_multiplier;
 use ddpm_runtime::{Model, NoHooks};
 
 use crate::calib::State;
 use crate::interp;
 use crate::ir::Graph;
+use crate::quant::QParams;
 
 /// SQNR in dB of `approx` against `reference`.
 pub fn sqnr_db(reference: &[f32], approx: &[f32]) -> f64 {
@@ -71,8 +72,9 @@ pub fn eps_sqnr(artifact: &[u8], states: &[State]) -> Result<Vec<(usize, f64)>> 
     Ok(out)
 }
 
-/// Per-tensor SQNR (dB), averaged in the power domain over `states`, of the int8
-/// tensors against the float IR interpreter (tensor ids shared by IR and artifact).
+/// Per-tensor SQNR (dB), accumulated in the power domain over `states`, of the int8
+/// tensors against the float IR interpreter. `artifact` must be written without
+/// arena reuse ([`crate::write::write_with`]) so every tensor survives the pass.
 ///
 /// # Errors
 /// When the artifact does not load or run.
@@ -96,6 +98,24 @@ pub fn tensor_sqnr(artifact: &[u8], g: &Graph, states: &[State]) -> Result<Vec<f
         .zip(&err)
         .map(|(s, e)| if *e == 0.0 { f64::INFINITY } else { 10.0 * (s / e).log10() })
         .collect())
+}
+
+/// Tensor quantization parameters as recorded in an artifact (ids as in the IR).
+///
+/// # Errors
+/// When the artifact does not load or its tensor count differs from `g`'s.
+pub fn artifact_qparams(artifact: &[u8], g: &Graph) -> Result<Vec<QParams>> {
+    let m = Model::load(artifact).map_err(|e| anyhow!("artifact rejected: {e}"))?;
+    ensure!(
+        m.tensor_count() as usize == g.tensors.len(),
+        "artifact and model have different tensor counts"
+    );
+    (0..m.tensor_count())
+        .map(|i| {
+            let t = m.tensor_info(i).map_err(|e| anyhow!("{e}"))?;
+            Ok(QParams { scale: t.scale as f64, zero_point: t.zero_point })
+        })
+        .collect()
 }
 
 /// Median and minimum of the SQNR values.

@@ -220,7 +220,15 @@ fn describe(model: &TypedModel, node: &TypedNode) -> String {
     let shapes: Vec<String> = node
         .inputs
         .iter()
-        .map(|o| model.outlet_fact(*o).map(|f| format!("{:?}", f)).unwrap_or_default())
+        .map(|o| {
+            model
+                .outlet_fact(*o)
+                .map(|f| {
+                    let k = if f.konst.is_some() { " const" } else { "" };
+                    format!("{:?} {:?}{k}", f.shape, f.datum_type)
+                })
+                .unwrap_or_default()
+        })
         .collect();
     format!("node {:?} (op {}, inputs [{}])", node.name, node.op.name(), shapes.join("; "))
 }
@@ -538,29 +546,27 @@ impl<'a> Ctx<'a> {
                     .iter()
                     .map(|d| d.to_usize().map_err(|e| anyhow!("{e:?}")))
                     .collect::<Result<_>>()?;
-                // Group-norm entry: [.., C, H, W] -> [.., G, C/G·H·W] on a whole image.
-                if from.len() == 3
-                    && to.len() == 2
-                    && from[0] % to[0] == 0
-                    && self.spatial_full(&v).is_some()
-                    && *at + 3 == v.dims.len()
-                    && to[0] != from[0]
-                {
-                    return Ok(Val::Group(Grouped {
-                        t: v.t,
-                        groups: to[0],
-                        stage: Stage::Raw,
-                        excl,
-                    }));
+                // Group-norm entry: a whole image [1, C, H, W] reshaped to [1, G, C/G·H·W].
+                let out = shape_of(self.model, OutletId::new(node.id, 0))?;
+                if let (Some((c, h, w)), [1, g, x]) = (self.spatial_full(&v), out.as_slice()) {
+                    let reduced = node.outputs[0]
+                        .successors
+                        .iter()
+                        .any(|s| self.model.node(s.node).op_is::<Reduce>());
+                    if c % g == 0 && g * x == c * h * w && (*g != c || reduced) && v.dims.len() == 4
+                    {
+                        return Ok(Val::Group(Grouped {
+                            t: v.t,
+                            groups: *g,
+                            stage: Stage::Raw,
+                            excl,
+                        }));
+                    }
                 }
                 let (dims, strides) = reshape_view(&v.dims, &v.strides, *at, &from, &to)?;
                 Ok(Val::Act(View { dims, strides, excl: v.excl && in_excl, ..v }))
             }
             (Val::Group(g), AxisOp::Reshape(_, from, to)) if g.stage == Stage::Normed => {
-                ensure!(
-                    from.len() == 2 && to.len() == 3,
-                    "group-norm exit reshape {from:?} -> {to:?}"
-                );
                 let shape = shape_of(self.model, OutletId::new(node.id, 0))?;
                 let v = self.tensor_view(g.t, &shape, g.excl && in_excl);
                 ensure!(

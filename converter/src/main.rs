@@ -16,7 +16,7 @@ const USAGE: &str = "usage:
       [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
       [--calib-method minmax|percentile|mse] [--report-sqnr N] [--quiet]
   converter inspect ARTIFACT.ddq [--json]
-  converter compare ARTIFACT.ddq MODEL.onnx [--steps N] [--seed S] [--per-tensor]
+  converter compare ARTIFACT.ddq MODEL.onnx --per-tensor [--steps N] [--seed S]
   converter dump-graph MODEL.onnx      (tract's decluttered graph, for debugging)";
 
 fn main() {
@@ -70,11 +70,14 @@ impl Args {
     fn check(&self, allowed: &[&str], npos: usize) -> Result<()> {
         for (k, _) in &self.flags {
             if !allowed.contains(&k.as_str()) {
-                bail!("unknown option {k}\n{USAGE}");
+                bail!("unknown option {k} (see converter --help)");
             }
         }
         if self.pos.len() != npos {
-            bail!("expected {npos} file argument(s), got {}\n{USAGE}", self.pos.len());
+            bail!(
+                "expected {npos} file argument(s), got {} (see converter --help)",
+                self.pos.len()
+            );
         }
         Ok(())
     }
@@ -83,6 +86,10 @@ impl Args {
 fn run() -> Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else { bail!("{USAGE}") };
+    // sample / compare (quality report) / bench live in cli_extra.
+    if let Some(r) = ddpm_converter::cli_extra::dispatch(cmd, &argv[1..]) {
+        return r;
+    }
     let args = Args::parse(&argv[1..])?;
     match cmd.as_str() {
         "quantize" => quantize(&args),
@@ -106,10 +113,10 @@ fn run() -> Result<()> {
             Ok(())
         }
         "-h" | "--help" | "help" => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", ddpm_converter::cli_extra::USAGE);
             Ok(())
         }
-        other => bail!("unknown command {other:?}\n{USAGE}"),
+        other => bail!("unknown command {other:?} (see converter --help)"),
     }
 }
 
@@ -232,7 +239,9 @@ fn compare_cmd(args: &Args) -> Result<()> {
             ddpm_converter::float::time_table(&l.model, chw, o, sched.timesteps)
         };
         let g = ddpm_converter::lower::lower(&l.model, sched.timesteps, &mut table)?.graph;
-        let per = compare::tensor_sqnr(&bytes, &g, &states)?;
+        let q = compare::artifact_qparams(&bytes, &g)?;
+        let (debug, _) = ddpm_converter::write::write_with(&g, &q, &sched, "{}", false)?;
+        let per = compare::tensor_sqnr(&debug, &g, &states)?;
         let producers = g.producers();
         for (i, db) in per.iter().enumerate() {
             let op = producers[i].map(|p| g.ops[p].kind.name()).unwrap_or("input");

@@ -64,6 +64,18 @@ pub fn plan(bufs: &[Buffer]) -> Plan {
     Plan { offsets, arena_bytes: arena, lower_bound }
 }
 
+/// Every buffer at its own offset, in order (no reuse): for diagnostics.
+pub fn no_reuse(bufs: &[Buffer]) -> Plan {
+    let mut offsets = Vec::with_capacity(bufs.len());
+    let mut off = 0;
+    for b in bufs {
+        offsets.push(off);
+        off += align(b.size);
+    }
+    let lower_bound = plan(bufs).lower_bound;
+    Plan { offsets, arena_bytes: off, lower_bound }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

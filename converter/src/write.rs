@@ -60,6 +60,21 @@ pub fn write(
     sched: &Schedule,
     provenance: &str,
 ) -> Result<(Vec<u8>, Summary)> {
+    write_with(g, q, sched, provenance, true)
+}
+
+/// Like [`write`]; with `reuse` false every buffer gets its own arena range, so every
+/// intermediate tensor can be read back after a forward pass (for diagnostics).
+///
+/// # Errors
+/// As [`write`].
+pub fn write_with(
+    g: &Graph,
+    q: &[QParams],
+    sched: &Schedule,
+    provenance: &str,
+    reuse: bool,
+) -> Result<(Vec<u8>, Summary)> {
     quant::check_limits(g)?;
     let mut b = ArtifactBuilder::new();
     let sh = |t: usize| {
@@ -87,7 +102,7 @@ pub fn write(
     let ops: Vec<(Vec<usize>, usize, usize)> =
         g.ops.iter().zip(&descs).map(|(op, d)| (op.inputs.clone(), op.output, d.2)).collect();
     let bufs = buffers(&sizes, &ops, g.input, g.output);
-    let p = plan::plan(&bufs);
+    let p = if reuse { plan::plan(&bufs) } else { plan::no_reuse(&bufs) };
     ensure!(p.arena_bytes <= u32::MAX as usize, "arena of {} bytes", p.arena_bytes);
     for (t, x) in g.tensors.iter().enumerate() {
         b.add_tensor(TensorDesc {

@@ -1,0 +1,185 @@
+//! The `converter` binary end to end: success paths and every documented error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ddpm-converter-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn converter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_converter")).args(args).output().unwrap()
+}
+
+const FAST: &[&str] =
+    &["--quiet", "--timesteps", "100", "--calib-trajectories", "2", "--calib-timesteps", "8"];
+
+fn quantize(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut a = vec!["quantize", model.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    a.extend_from_slice(FAST);
+    a.extend_from_slice(extra);
+    converter(&a)
+}
+
+/// Fails with exit code ≠ 0 and exactly one `error:` line containing every `needle`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} missing from: {err}");
+    }
+}
+
+#[test]
+fn quantize_then_inspect_json() {
+    let out = tmp("tiny.ddq");
+    let o = quantize(&data("tiny_unet.onnx"), &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = converter(&["inspect", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in
+        ["params", "flash_bytes", "arena_bytes", "arena_lower_bound_bytes", "macs_per_step", "ops"]
+    {
+        assert!(v.get(k).is_some(), "missing key {k}");
+    }
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(v["flash_bytes"].as_u64().unwrap() as usize, bytes.len());
+    assert!(v["arena_bytes"].as_u64().unwrap() >= v["arena_lower_bound_bytes"].as_u64().unwrap());
+    assert!(v["macs_per_step"].as_u64().unwrap() > 300_000);
+    // 8 conv-like layers of the tiny UNet alone hold more than 20k parameters
+    assert!(v["params"].as_u64().unwrap() > 20_000);
+    let ops = v["ops"].as_array().unwrap();
+    for name in [
+        "TIMESTEP_EMBED",
+        "CONV2D",
+        "GROUP_NORM",
+        "LUT",
+        "ADD",
+        "CONCAT",
+        "UPSAMPLE_NEAREST",
+        "MATMUL",
+        "SOFTMAX",
+    ] {
+        assert!(ops.iter().any(|o| o["op"] == name), "no {name} op");
+    }
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(std::fs::read(data("tiny_unet.onnx")).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v["provenance"]["source_sha256"], sha.as_str());
+    assert_eq!(v["provenance"]["calibration"]["trajectories"], 2);
+    assert_eq!(v["schedule"]["timesteps"], 100);
+    // the text form names the same figures
+    let o = converter(&["inspect", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("arena bytes") && text.contains("MACs per step"), "{text}");
+}
+
+#[test]
+fn default_output_replaces_the_extension() {
+    let model = tmp("copy.onnx");
+    std::fs::copy(data("tiny_unet.onnx"), &model).unwrap();
+    let mut a = vec!["quantize", model.to_str().unwrap()];
+    a.extend_from_slice(FAST);
+    let o = converter(&a);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(tmp("copy.ddq").exists());
+}
+
+#[test]
+fn dynamic_shape_needs_input_shape() {
+    let out = tmp("dyn.ddq");
+    let o = quantize(&data("dynamic_hw.onnx"), &out, &[]);
+    assert_error(&o, &["dynamic shape", "--input-shape"]);
+    let o = quantize(&data("dynamic_hw.onnx"), &out, &["--input-shape", "1,8,8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = quantize(&data("dynamic_hw.onnx"), &out, &["--input-shape", "1,8"]);
+    assert_error(&o, &["--input-shape"]);
+}
+
+#[test]
+fn not_an_onnx_file() {
+    let p = tmp("text.onnx");
+    std::fs::write(&p, b"this is plain text, not a protobuf\n").unwrap();
+    assert_error(&quantize(&p, &tmp("x.ddq"), &[]), &["text.onnx"]);
+    let p = tmp("empty.onnx");
+    std::fs::write(&p, b"").unwrap();
+    assert_error(&quantize(&p, &tmp("x.ddq"), &[]), &["empty"]);
+}
+
+#[test]
+fn truncated_file() {
+    let full = std::fs::read(data("tiny_unet.onnx")).unwrap();
+    let p = tmp("truncated.onnx");
+    std::fs::write(&p, &full[..full.len() / 2]).unwrap();
+    assert_error(
+        &quantize(&p, &tmp("x.ddq"), &[]),
+        &["truncated.onnx", "not a readable ONNX model"],
+    );
+}
+
+#[test]
+fn missing_file() {
+    assert_error(
+        &quantize(&tmp("does-not-exist.onnx"), &tmp("x.ddq"), &[]),
+        &["cannot read", "does-not-exist.onnx"],
+    );
+}
+
+#[test]
+fn wrong_number_of_inputs() {
+    assert_error(
+        &quantize(&data("one_input.onnx"), &tmp("x.ddq"), &[]),
+        &["1 inputs", "exactly 2"],
+    );
+}
+
+#[test]
+fn unsupported_op_names_node_op_and_shapes() {
+    let o = quantize(&data("unsupported.onnx"), &tmp("x.ddq"), &[]);
+    assert_error(&o, &["/act/Tanh", "op Tanh", "1,1,8,8", "no lowering"]);
+}
+
+#[test]
+fn nan_weights_are_rejected() {
+    let o = quantize(&data("nan_weights.onnx"), &tmp("x.ddq"), &[]);
+    assert_error(&o, &["/conv/Conv", "non-finite", "NaN"]);
+}
+
+#[test]
+fn bad_options() {
+    let m = data("tiny_unet.onnx");
+    assert_error(&quantize(&m, &tmp("x.ddq"), &["--schedule", "sigmoid"]), &["unknown schedule"]);
+    assert_error(
+        &quantize(&m, &tmp("x.ddq"), &["--calib-method", "kl"]),
+        &["unknown calibration method"],
+    );
+    assert_error(
+        &quantize(&m, &tmp("x.ddq"), &["--beta-start", "0.5", "--beta-end", "0.1"]),
+        &["beta"],
+    );
+    assert_error(&converter(&["frobnicate"]), &["unknown command"]);
+}
+
+#[test]
+fn inspect_rejects_a_corrupt_artifact() {
+    let out = tmp("corrupt.ddq");
+    let o = quantize(&data("tiny_unet.onnx"), &out, &[]);
+    assert!(o.status.success());
+    let mut b = std::fs::read(&out).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x55;
+    std::fs::write(&out, &b).unwrap();
+    assert_error(&converter(&["inspect", out.to_str().unwrap()]), &["not a valid artifact"]);
+}

@@ -1,0 +1,72 @@
+//! The library pipeline on the tiny UNet: lowering proven against tract, int8 quality,
+//! memory plan, schedule in the artifact.
+
+use std::path::Path;
+
+use ddpm_converter::calib::Settings;
+use ddpm_converter::convert::{self, Options};
+use ddpm_converter::schedule::Schedule;
+use ddpm_converter::{compare, interp};
+
+fn tiny() -> (convert::Converted, Options) {
+    let opts = Options {
+        calib: Settings { trajectories: 2, timesteps: 10, ..Settings::default() },
+        schedule: Schedule { timesteps: 200, ..Schedule::default() },
+        ..Options::default()
+    };
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_unet.onnx");
+    (convert::convert(&p, &opts).unwrap(), opts)
+}
+
+#[test]
+fn lowering_matches_tract_and_int8_tracks_float() {
+    let (c, opts) = tiny();
+    assert!(c.lowering_error < 1e-4, "lowering error {}", c.lowering_error);
+    // the IR interpreter against tract on fresh states, every visited timestep
+    let states = convert::eval_states(&c, &opts.schedule, 99, 8).unwrap();
+    assert!(states.len() >= 8);
+    for s in &states {
+        let x = interp::nchw_to_nhwc(&s.x, c.chw[0], c.chw[1], c.chw[2]);
+        let v = interp::run(&c.graph, &x, s.t);
+        let e = interp::nhwc_to_nchw(&v[c.graph.output], c.chw[0], c.chw[1], c.chw[2]);
+        assert!(compare::sqnr_db(&s.eps, &e) > 80.0, "IR vs tract at t={}", s.t);
+    }
+    let r = compare::eps_sqnr(&c.bytes, &states).unwrap();
+    let (med, worst) = compare::median_worst(&r);
+    // a randomly initialised toy network: looser than the shipped model's targets
+    assert!(med > 15.0 && worst > 5.0, "median {med} worst {worst}");
+}
+
+#[test]
+fn artifact_records_plan_and_schedule() {
+    let (c, _) = tiny();
+    let m = ddpm_runtime::Model::load(&c.bytes).unwrap();
+    assert_eq!(m.arena_bytes() as usize, c.arena.0);
+    assert!(c.arena.0 >= c.arena.1 && c.arena.0 <= c.arena.1 * 5 / 4, "{:?}", c.arena);
+    assert_eq!(m.timesteps(), 200);
+    assert_eq!(m.state_frac_bits(), 24);
+    let coef = Schedule { timesteps: 200, ..Schedule::default() }.coefficients();
+    for i in [0u32, 1, 100, 199] {
+        let v = m.sched(0, i).unwrap() as f64 / (1u64 << 30) as f64;
+        assert!((v - coef.tables[0][i as usize]).abs() <= 1.0 / (1u64 << 30) as f64);
+    }
+    assert!(m.provenance().unwrap().contains("source_sha256"));
+}
+
+#[test]
+fn no_reuse_plan_keeps_every_tensor() {
+    let (c, _) = tiny();
+    let q = compare::artifact_qparams(&c.bytes, &c.graph).unwrap();
+    let sched = Schedule { timesteps: 200, ..Schedule::default() };
+    let (debug, s) = ddpm_converter::write::write_with(&c.graph, &q, &sched, "{}", false).unwrap();
+    assert!(s.plan.arena_bytes > c.arena.0);
+    let states = vec![ddpm_converter::calib::State {
+        x: vec![0.1; c.chw.iter().product()],
+        t: 50,
+        eps: vec![0.0; c.chw.iter().product()],
+    }];
+    let per = compare::tensor_sqnr(&debug, &c.graph, &states).unwrap();
+    assert_eq!(per.len(), c.graph.tensors.len());
+    // the embedding table is quantized directly: far better than 8-bit noise floor
+    assert!(per[1] > 30.0, "embedding SQNR {}", per[1]);
+}
