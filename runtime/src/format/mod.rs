@@ -260,10 +260,11 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = a as i64 * b as i64;
-    let nudge = if ab >= 0 { 1i64 << 30 } else { 1 - (1i64 << 30) };
-    // Division truncating toward zero, as in gemmlowp.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    // gemmlowp adds 2^30 (ab ≥ 0) or 1 − 2^30 (ab < 0) and divides by 2^31
+    // truncating toward zero. For ab < 0 that is ⌈(ab + 1 − 2^30)/2^31⌉
+    // = ⌊(ab + 2^30)/2^31⌋, the same floor as for ab ≥ 0: one arithmetic shift
+    // (a multiply-accumulate and a funnel shift on 32-bit cores).
+    ((a as i64 * b as i64 + (1i64 << 30)) >> 31) as i32
 }
 
 /// gemmlowp `RoundingDivideByPOT`: `x / 2^exponent` rounded half away from zero.
@@ -376,6 +377,38 @@ mod tests {
                 mbqm_reference(x, m, sh),
                 "x={x} m={m} shift={sh}"
             );
+        }
+    }
+
+    /// gemmlowp's SRDHM as written there: sign-dependent nudge, truncating division.
+    fn srdhm_gemmlowp(a: i32, b: i32) -> i32 {
+        if a == i32::MIN && b == i32::MIN {
+            return i32::MAX;
+        }
+        let ab = a as i64 * b as i64;
+        let nudge = if ab >= 0 { 1i64 << 30 } else { 1 - (1i64 << 30) };
+        ((ab + nudge) / (1i64 << 31)) as i32
+    }
+
+    #[test]
+    fn srdhm_matches_gemmlowp() {
+        let edge = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), 46341];
+        for &a in &edge {
+            for &b in &edge {
+                assert_eq!(saturating_rounding_doubling_high_mul(a, b), srdhm_gemmlowp(a, b));
+            }
+        }
+        let mut s = 7u64;
+        for i in 0..1_000_000u32 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let a = (s >> 32) as i32 >> (i % 32);
+            let b = s as i32;
+            assert_eq!(saturating_rounding_doubling_high_mul(a, b), srdhm_gemmlowp(a, b));
+            // Products exactly at a rounding tie, both signs.
+            let t = (s >> 40) as i32;
+            for (x, y) in [(t, 1 << 30), (-t, 1 << 30), (t | 1, -(1 << 30))] {
+                assert_eq!(saturating_rounding_doubling_high_mul(x, y), srdhm_gemmlowp(x, y));
+            }
         }
     }
 

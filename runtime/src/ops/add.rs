@@ -4,7 +4,7 @@
 //! `y = clamp(out_zp + MBQM(a' + b', out_mult, out_shift), act)`.
 //! `broadcast`: `b` is `1×1×c`, added to every pixel of `a`.
 
-use super::{mbqm, sat8};
+use super::{mbqm, sat8, Rq};
 
 /// Parameters of ADD (FORMAT.md order).
 #[derive(Clone, Copy, Debug)]
@@ -59,9 +59,8 @@ pub fn add(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddP
     let ta: [i32; 256] =
         core::array::from_fn(|i| scaled(i as i32 - 128, p.a_zp, p.a_mult, p.a_shift));
     let ta_of = |q: i8| ta.get((q as i32 + 128) as usize).copied().unwrap_or(0);
-    let out = |s: i32| {
-        sat8(p.out_zp.saturating_add(mbqm(s, p.out_mult, p.out_shift)), p.act_min, p.act_max)
-    };
+    let orq = Rq::new(p.out_mult, p.out_shift);
+    let out = |s: i32| sat8(p.out_zp.saturating_add(orq.apply(s)), p.act_min, p.act_max);
     if broadcast {
         let c = c.max(1);
         let pixels = a.len().min(y.len()) / c;

@@ -15,7 +15,7 @@
 //! The loader bounds `n ≤ 2^24` and `eps_q32 ≤ 2^56`, so every intermediate fits:
 //! `|n·v − S1| < 2^33`, `R ≤ 2^78`, the product `< 2^111`.
 
-use super::{le_i32, mbqm, sat8};
+use super::{le_i32, mbqm, sat8, Rq};
 
 /// Floor square root of a u128 (bit-by-bit, 64 fixed iterations).
 pub fn isqrt_u128(v: u128) -> u128 {
@@ -105,9 +105,9 @@ pub fn group_norm(
         }
         let zof = |q: i8| ztab.get((q as i32 + 128) as usize).copied().unwrap_or(0);
         for k in c0..c0 + cg {
-            let (m, sh, b) = (le_i32(mult, k), le_i32(shift, k), le_i32(bias, k));
+            let (rq, b) = (Rq::new(le_i32(mult, k), le_i32(shift, k)), le_i32(bias, k));
             let out =
-                |z: i32| sat8(out_zp.saturating_add(mbqm(z, m, sh)).saturating_add(b), -128, 127);
+                |z: i32| sat8(out_zp.saturating_add(rq.apply(z)).saturating_add(b), -128, 127);
             let xs = x.get(k..).unwrap_or(&[]).iter().step_by(c).take(pixels);
             let ys = y.get_mut(k..).unwrap_or(&mut []).iter_mut().step_by(c);
             if pixels > 256 {

@@ -22,6 +22,44 @@ pub mod upsample;
 
 pub use crate::format::multiply_by_quantized_multiplier as mbqm;
 
+/// A requantizing multiplier prepared for many [`mbqm`] calls with the same
+/// `(mult, shift)`: bit-identical to `mbqm(x, mult, shift)` for every `x`.
+///
+/// For the usual right shift (`shift ≤ 0`, `mult ≠ i32::MIN`) both roundings are
+/// done on an i64 without branches: SRDHM is `⌊(x·m + 2^30)/2^31⌋` (see
+/// [`crate::format::saturating_rounding_doubling_high_mul`]), and rounding half
+/// away from zero by `2^e` is `⌊(v + 2^(e−1) − [v < 0])/2^e⌋` for `e ≥ 1`.
+/// Other parameters go through [`mbqm`] itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rq {
+    mult: i32,
+    shift: i32,
+    e: u32,
+    half: i64,
+    general: bool,
+}
+
+impl Rq {
+    /// Prepares `(mult, shift)`.
+    #[inline]
+    pub fn new(mult: i32, shift: i32) -> Self {
+        let s = shift.clamp(-31, 30);
+        let e = (-s).max(0) as u32;
+        Rq { mult, shift, e, half: (1i64 << e) >> 1, general: s > 0 || mult == i32::MIN }
+    }
+
+    /// `mbqm(x, mult, shift)`.
+    #[inline(always)]
+    pub fn apply(self, x: i32) -> i32 {
+        if self.general {
+            return mbqm(x, self.mult, self.shift);
+        }
+        let v = (x as i64 * self.mult as i64 + (1i64 << 30)) >> 31;
+        let nudge = if v < 0 && self.e > 0 { self.half - 1 } else { self.half };
+        ((v + nudge) >> self.e) as i32
+    }
+}
+
 /// Reinterprets bytes as int8.
 #[inline]
 pub fn as_i8(b: &[u8]) -> &[i8] {
@@ -53,6 +91,31 @@ pub fn le_u32(b: &[u8], i: usize) -> u32 {
 #[inline]
 pub fn sat8(v: i32, lo: i32, hi: i32) -> i8 {
     v.max(lo).min(hi).clamp(-128, 127) as i8
+}
+
+#[cfg(test)]
+mod rq_tests {
+    use super::*;
+
+    #[test]
+    fn rq_matches_mbqm() {
+        let mut r = testutil::Rng(5);
+        let edge = [0, 1, -1, 2, -2, 3, -3, i32::MAX, i32::MIN, 1 << 30, -(1 << 30), 12345];
+        for i in 0..400_000u32 {
+            let x = if i % 5 == 0 {
+                edge[(r.next() % 12) as usize]
+            } else {
+                (r.next() as i32) >> (i % 32)
+            };
+            let m = match i % 7 {
+                0 => edge[(r.next() % 12) as usize],
+                1 => -((r.next() as i32) | 1 << 30),
+                _ => (r.next() as i32 & i32::MAX) | 1 << 30,
+            };
+            let sh = (r.next() % 70) as i32 - 40;
+            assert_eq!(Rq::new(m, sh).apply(x), mbqm(x, m, sh), "x={x} m={m} sh={sh}");
+        }
+    }
 }
 
 #[cfg(test)]
