@@ -745,7 +745,10 @@ impl<'a> Ctx<'a> {
         for (i, &c) in sx.iter().enumerate() {
             if c != k && x.dims[i] > 1 {
                 ensure!(so.contains(&c), "einsum sums over activation axis {c}");
-                ensure!(x.strides[i] % ct == 0, "einsum activation axis {c} is not a pixel axis");
+                ensure!(
+                    x.strides[i].is_multiple_of(ct),
+                    "einsum activation axis {c} is not a pixel axis"
+                );
             }
         }
         let npix: usize =

@@ -97,7 +97,7 @@ fn run() -> Result<()> {
             args.check(&["--json"], 1)?;
             let p = &args.pos[0];
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {p}"))?;
-            let r = inspect::report(&bytes).with_context(|| format!("{p}"))?;
+            let r = inspect::report(&bytes).with_context(|| p.to_string())?;
             if args.has("--json") {
                 println!("{r}");
             } else {
