@@ -19,7 +19,7 @@
 //! (3.5 KiB), plus the 512-byte accumulator block.
 
 use super::conv2d::Conv2dParams;
-use super::{le_i32, mbqm, sat8};
+use super::{le_i32, sat8, Rq};
 
 /// Output pixels per column group.
 pub const PIX: usize = 4;
@@ -85,6 +85,71 @@ fn gather(
     }
 }
 
+/// [`gather`] and [`columns`] in one pass, for `ic % 4 == 0` and a chunk length
+/// that is a multiple of 8: every source run then starts at a 4-element group.
+#[allow(clippy::too_many_arguments)]
+fn gather_columns(
+    x: &[i8],
+    [h, wd, ic]: [usize; 3],
+    p: &Conv2dParams,
+    pos: Option<(isize, isize)>,
+    k0: usize,
+    len: usize,
+    px: usize,
+    col: &mut [u32],
+) {
+    let zp = p.in_zp;
+    let groups = col.get_mut(..len / 4 * 8).unwrap_or(&mut []);
+    let Some((iy0, ix0)) = pos else {
+        for d in groups.chunks_exact_mut(8) {
+            if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
+                (*d0, *d1) = (0, 0);
+            }
+        }
+        return;
+    };
+    let row = p.kw * ic;
+    let k1 = k0 + len;
+    let mut k = k0;
+    while k < k1 {
+        let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
+        let iy = iy0 + ky as isize;
+        let ix = ix0 + kx as isize;
+        let row_in = iy >= 0 && (iy as usize) < h;
+        let whole_row = row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd;
+        let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
+        let n = end - k;
+        let g0 = (k - k0) / 4;
+        let dst = groups.get_mut(g0 * 8..(g0 + n / 4) * 8).unwrap_or(&mut []);
+        let inside = row_in && ix >= 0 && (ix as usize) < wd;
+        let src = if inside {
+            let off = (iy as usize * wd + ix as usize) * ic + i;
+            x.get(off..off + n)
+        } else {
+            None
+        };
+        match src {
+            Some(s) => {
+                for (d, q) in dst.chunks_exact_mut(8).zip(s.chunks_exact(4)) {
+                    let &[q0, q1, q2, q3] = q else { continue };
+                    let word = u32::from_le_bytes([q0 as u8, q1 as u8, q2 as u8, q3 as u8]);
+                    if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
+                        (*d0, *d1) = kern::split(word, zp);
+                    }
+                }
+            }
+            None => {
+                for d in dst.chunks_exact_mut(8) {
+                    if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
+                        (*d0, *d1) = (0, 0);
+                    }
+                }
+            }
+        }
+        k = end;
+    }
+}
+
 /// Converts pixel `px`'s raw chunk (`n8·8` elements) into its column words.
 #[inline]
 fn columns(raw: &[i8], px: usize, zp: i32, n8: usize, col: &mut [u32]) {
@@ -122,13 +187,15 @@ pub fn conv2d_im2col(
     let mut raw = [[0i8; KC]; PIX];
     let mut col = [0u32; COL_WORDS];
     let chunks = ksz.div_ceil(KC);
+    // Whole 4-element groups from the input, and no tail (the raw chunk is unused).
+    let fused = ic % 4 == 0 && ksz % 8 == 0;
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
-        let mut k = [[0i32; 3]; BLOCK];
+        let mut k = [(0i32, Rq::default()); BLOCK];
         for (j, kj) in k.iter_mut().enumerate().take(cn) {
             let o = c0 + j;
-            *kj = [le_i32(bias, o), le_i32(mult, o), le_i32(shift, o)];
+            *kj = (le_i32(bias, o), Rq::new(le_i32(mult, o), le_i32(shift, o)));
         }
         let mut q0 = 0;
         while q0 < npix {
@@ -145,8 +212,12 @@ pub fn conv2d_im2col(
                 let len = KC.min(ksz - k0);
                 let n8 = len / 8;
                 for (i, (r, &ps)) in raw.iter_mut().zip(&pos).enumerate() {
-                    gather(x, in_shape, p, ps, k0, len, r);
-                    columns(r, i, zp, n8, &mut col);
+                    if fused {
+                        gather_columns(x, in_shape, p, ps, k0, len, i, &mut col);
+                    } else {
+                        gather(x, in_shape, p, ps, k0, len, r);
+                        columns(r, i, zp, n8, &mut col);
+                    }
                 }
                 if let Some(s) = col.get_mut(n8 * 16) {
                     *s = SENTINEL;
@@ -166,10 +237,9 @@ pub fn conv2d_im2col(
             }
             for (i, q) in (q0..npix.min(q0 + PIX)).enumerate() {
                 let ypix = y.get_mut(q * oc + c0..q * oc + c0 + cn).unwrap_or(&mut []);
-                for ((yv, kj), aj) in ypix.iter_mut().zip(&k).zip(&acc) {
-                    let [b, m, sh] = *kj;
+                for ((yv, &(b, rq)), aj) in ypix.iter_mut().zip(&k).zip(&acc) {
                     let s = aj.get(i).copied().unwrap_or(0);
-                    *yv = sat8(p.out_zp + mbqm(b.wrapping_add(s), m, sh), p.act_min, p.act_max);
+                    *yv = sat8(p.out_zp + rq.apply(b.wrapping_add(s)), p.act_min, p.act_max);
                 }
             }
             q0 += PIX;
