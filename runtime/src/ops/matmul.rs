@@ -4,7 +4,8 @@
 //! tensor (strides in elements). The loader checked that the largest such address
 //! of every operand is in bounds.
 
-use super::{mbqm, sat8};
+use super::dot::dot_i8;
+use super::{mbqm, sat8, Rq};
 
 /// Parameters of MATMUL (FORMAT.md order).
 #[derive(Clone, Copy, Debug)]
@@ -39,8 +40,88 @@ pub struct MatmulParams {
     pub y_s: [usize; 3],
 }
 
+/// Bytes of the stack buffer [`matmul`] copies `b` into when it is strided in `k`.
+const B_BUF: usize = 4096;
+/// Bytes of the stack buffer for a row of `a` strided in `k`.
+const A_BUF: usize = 512;
+/// Largest `n` of [`matmul`] (per-column sums on the stack).
+const N_MAX: usize = 256;
+
 /// Runs the matmul.
+///
+/// Bit-identical to [`matmul_reference`]: with rows of `a` and columns of `b`
+/// contiguous in `k` (copied into stack buffers when they are not),
+/// `Σ(a − a_zp)(b − b_zp) = Σab − b_zp·Σa − a_zp·Σb + k·a_zp·b_zp` in wrapping i32
+/// arithmetic, equal modulo 2^32 to the reference's sum; `Σab` is the target's
+/// int8 dot product (`SMLAD` on Armv7E-M).
 pub fn matmul(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
+    let (k, n) = (p.k, p.n);
+    let fits =
+        k > 0 && n <= N_MAX && (p.b_s[1] == 1 || n * k <= B_BUF) && (p.a_s[2] == 1 || k <= A_BUF);
+    if cfg!(feature = "reference-kernels") || !fits {
+        return matmul_reference(a, b, y, p);
+    }
+    let rq = Rq::new(p.mult, p.shift);
+    let mut bt_buf = [0i8; B_BUF];
+    let mut a_buf = [0i8; A_BUF];
+    let kzz = (k as i32).wrapping_mul(p.a_zp).wrapping_mul(p.b_zp);
+    for bt in 0..p.batch {
+        // Columns of b, contiguous in k: b itself when its k stride is 1.
+        let bb = bt * p.b_s[0];
+        let direct = p.b_s[1] == 1;
+        if !direct {
+            for (j, col) in bt_buf.chunks_exact_mut(k).take(n).enumerate() {
+                for (kk, v) in col.iter_mut().enumerate() {
+                    *v = b.get(bb + kk * p.b_s[1] + j * p.b_s[2]).copied().unwrap_or(0);
+                }
+            }
+        }
+        let bcol = |j: usize| -> &[i8] {
+            if direct {
+                let s = bb + j * p.b_s[2];
+                b.get(s..s + k).unwrap_or(&[])
+            } else {
+                bt_buf.get(j * k..(j + 1) * k).unwrap_or(&[])
+            }
+        };
+        let mut sb = [0i32; N_MAX];
+        for (j, s) in sb.iter_mut().enumerate().take(n) {
+            *s = bcol(j).iter().map(|&v| v as i32).sum();
+        }
+        for i in 0..p.m {
+            let ab = bt * p.a_s[0] + i * p.a_s[1];
+            let arow: &[i8] = if p.a_s[2] == 1 {
+                a.get(ab..ab + k).unwrap_or(&[])
+            } else {
+                for (kk, v) in a_buf.iter_mut().enumerate().take(k) {
+                    *v = a.get(ab + kk * p.a_s[2]).copied().unwrap_or(0);
+                }
+                a_buf.get(..k).unwrap_or(&[])
+            };
+            if arow.len() != k {
+                continue;
+            }
+            let sa: i32 = arow.iter().map(|&v| v as i32).sum();
+            let row_c = kzz.wrapping_sub(p.b_zp.wrapping_mul(sa));
+            for (j, &sbj) in sb.iter().enumerate().take(n) {
+                let col = bcol(j);
+                if col.len() != k {
+                    continue;
+                }
+                let acc =
+                    dot_i8(arow, col).wrapping_add(row_c).wrapping_sub(p.a_zp.wrapping_mul(sbj));
+                let v = p.out_zp.saturating_add(rq.apply(acc));
+                if let Some(o) = y.get_mut(bt * p.y_s[0] + i * p.y_s[1] + j * p.y_s[2]) {
+                    *o = sat8(v, p.act_min, p.act_max);
+                }
+            }
+        }
+    }
+}
+
+/// The plain definition (the kernel with `reference-kernels`, and for operands
+/// too large for the stack buffers of [`matmul`]).
+pub fn matmul_reference(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
     for bt in 0..p.batch {
         for i in 0..p.m {
             for j in 0..p.n {
@@ -101,6 +182,21 @@ mod tests {
             let b = r.vec_i8(batch * n * k);
             let mut y = vec![0i8; batch * m * n];
             matmul(&a, &b, &mut y, &p);
+            let mut y_ref = vec![0i8; batch * m * n];
+            matmul_reference(&a, &b, &mut y_ref, &p);
+            assert_eq!(y, y_ref, "fast vs reference");
+            // The same product with b stored [batch][k][n] (strided in k), as
+            // attention's V is.
+            let bt: Vec<i8> = (0..batch * k * n)
+                .map(|idx| {
+                    let (bb, kk, j) = (idx / (k * n), (idx / n) % k, idx % n);
+                    b[bb * n * k + j * k + kk]
+                })
+                .collect();
+            let p2 = MatmulParams { b_s: [k * n, n, 1], ..p };
+            let mut y2 = vec![0i8; batch * m * n];
+            matmul(&a, &bt, &mut y2, &p2);
+            assert_eq!(y2, y_ref, "fast, b strided in k");
             for bt in 0..batch {
                 for i in 0..m {
                     for j in 0..n {
