@@ -70,6 +70,12 @@ pub fn conv2d(
     if super::im2col::applicable(in_shape[2], out_shape[0] * out_shape[1], p) {
         return super::im2col::conv2d_im2col(x, in_shape, y, out_shape, p, w, bias, mult, shift);
     }
+    #[cfg(ddpm_wide)]
+    if super::im2col::applicable(in_shape[2], out_shape[0] * out_shape[1], p) {
+        return super::im2col::conv2d_im2col_wide(
+            x, in_shape, y, out_shape, p, w, bias, mult, shift,
+        );
+    }
     conv2d_direct(x, in_shape, y, out_shape, p, w, bias, mult, shift, scratch)
 }
 
@@ -312,6 +318,19 @@ mod tests {
                         args.2,
                     );
                     assert_eq!(y3, want, "im2col, case {case}");
+                    let mut y4 = vec![0i8; oh * ow * oc];
+                    crate::ops::im2col::conv2d_im2col_wide(
+                        &x,
+                        [h, wd, ic],
+                        &mut y4,
+                        [oh, ow, oc],
+                        &p,
+                        &w,
+                        args.0,
+                        args.1,
+                        args.2,
+                    );
+                    assert_eq!(y4, want, "im2col (wide), case {case}");
                 }
                 // ±1 LSB against f64: the fixed-point multiplier and the two
                 // roundings of MBQM differ from one exact rounding.
