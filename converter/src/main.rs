@@ -199,10 +199,16 @@ fn quantize(args: &Args) -> Result<()> {
         let states = convert::eval_states(&c, &opts.schedule, opts.calib.seed.wrapping_add(1), n)?;
         let s = compare::eps_sqnr(&c.bytes, &states)?;
         let (med, worst) = compare::median_worst(&s);
+        let at = s.iter().find(|x| x.1 == worst).map(|x| x.0).unwrap_or(0);
+        let rest: Vec<(usize, f64)> = s.iter().copied().filter(|x| x.0 != at).collect();
+        let (_, next) = compare::median_worst(&rest);
         eprintln!(
-            "ε SQNR int8 vs float over {} timesteps: median {med:.1} dB, worst {worst:.1} dB",
+            "ε SQNR int8 vs float over {} timesteps: median {med:.1} dB, worst {worst:.1} dB at t = {at} (next worst {next:.1} dB)",
             s.len()
         );
+        for (t, db) in &s {
+            eprintln!("  t = {t:4}: {db:5.1} dB");
+        }
     }
     Ok(())
 }
