@@ -251,8 +251,53 @@ pub fn conv2d_im2col(
 /// [`conv2d_im2col`] for 64-bit hosts (x86_64, aarch64): per-pixel contiguous
 /// i16 columns and plain widening dot products, which LLVM vectorizes (SSE2
 /// `PMADDWD`, NEON `SMLAL`). Same sums, same bits.
+///
+/// With the `std` feature on x86_64 the same code is also compiled for AVX2 and
+/// chosen at run time when the CPU has it.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_im2col_wide(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [i8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { wide_avx2(x, in_shape, y, out_shape, p, w, bias, mult, shift) };
+    }
+    wide(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+}
+
+/// [`wide`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn wide_avx2(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [i8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    wide(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn wide(
     x: &[i8],
     in_shape: [usize; 3],
     y: &mut [i8],
@@ -271,6 +316,7 @@ pub fn conv2d_im2col_wide(
     let zp = p.in_zp as i16;
     let mut raw = [0i8; KC];
     let mut col = [[0i16; KC]; PIX];
+    let mut wbuf = [0i16; KC];
     let chunks = ksz.div_ceil(KC);
     let mut c0 = 0;
     while c0 < oc {
@@ -300,8 +346,13 @@ pub fn conv2d_im2col_wide(
                 for (j, aj) in acc.iter_mut().enumerate().take(cn) {
                     let o = c0 + j;
                     let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
+                    // Widened once for the four pixels: i16 × i16 products.
+                    for (d, &v) in wbuf.iter_mut().zip(wc) {
+                        *d = v as i16;
+                    }
+                    let wq = wbuf.get(..wc.len()).unwrap_or(&[]);
                     for (a, c) in aj.iter_mut().zip(&col) {
-                        let d: i32 = c.iter().zip(wc).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
+                        let d: i32 = c.iter().zip(wq).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
                         *a += d;
                     }
                 }

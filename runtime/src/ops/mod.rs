@@ -25,17 +25,18 @@ pub use crate::format::multiply_by_quantized_multiplier as mbqm;
 /// A requantizing multiplier prepared for many [`mbqm`] calls with the same
 /// `(mult, shift)`: bit-identical to `mbqm(x, mult, shift)` for every `x`.
 ///
-/// For the usual right shift (`shift ≤ 0`, `mult ≠ i32::MIN`) both roundings are
-/// done on an i64 without branches: SRDHM is `⌊(x·m + 2^30)/2^31⌋` (see
-/// [`crate::format::saturating_rounding_doubling_high_mul`]), and rounding half
-/// away from zero by `2^e` is `⌊(v + 2^(e−1) − [v < 0])/2^e⌋` for `e ≥ 1`.
-/// Other parameters go through [`mbqm`] itself.
+/// For the usual right shift (`shift ≤ 0`, `mult ≠ i32::MIN`) SRDHM is
+/// `⌊(x·m + 2^30)/2^31⌋` (see
+/// [`crate::format::saturating_rounding_doubling_high_mul`]) and the rounding
+/// divide by `2^e` is gemmlowp's, with its mask and threshold precomputed: a
+/// multiply-accumulate and a few 32-bit operations, no branches. Other
+/// parameters go through [`mbqm`] itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rq {
     mult: i32,
     shift: i32,
     e: u32,
-    half: i64,
+    mask: i32,
     general: bool,
 }
 
@@ -45,7 +46,8 @@ impl Rq {
     pub fn new(mult: i32, shift: i32) -> Self {
         let s = shift.clamp(-31, 30);
         let e = (-s).max(0) as u32;
-        Rq { mult, shift, e, half: (1i64 << e) >> 1, general: s > 0 || mult == i32::MIN }
+        let mask = ((1i64 << e) - 1) as i32;
+        Rq { mult, shift, e, mask, general: s > 0 || mult == i32::MIN }
     }
 
     /// `mbqm(x, mult, shift)`.
@@ -54,9 +56,9 @@ impl Rq {
         if self.general {
             return mbqm(x, self.mult, self.shift);
         }
-        let v = (x as i64 * self.mult as i64 + (1i64 << 30)) >> 31;
-        let nudge = if v < 0 && self.e > 0 { self.half - 1 } else { self.half };
-        ((v + nudge) >> self.e) as i32
+        let v = ((x as i64 * self.mult as i64 + (1i64 << 30)) >> 31) as i32;
+        let threshold = (self.mask >> 1) + (v < 0) as i32;
+        (v >> self.e) + ((v & self.mask) > threshold) as i32
     }
 }
 
