@@ -954,12 +954,19 @@ impl<'a> Ctx<'a> {
         };
         match (name, a, b) {
             // --- group norm decomposition
-            ("Mul", Val::Group(g), Val::Const(k)) if g.stage == Stage::Sum => {
-                let _ = k;
-                Ok(Val::Group(Grouped { stage: Stage::Mean, ..g }))
-            }
-            ("Mul", Val::Group(g), Val::Const(_)) if g.stage == Stage::SqSum => {
-                Ok(Val::Group(Grouped { stage: Stage::Var, ..g }))
+            ("Mul", Val::Group(g), Val::Const(k))
+                if g.stage == Stage::Sum || g.stage == Stage::SqSum =>
+            {
+                // Σ · 1/n: the mean only if the constant is 1 / (group size).
+                let n = self.g.tensors[g.t].len() / g.groups;
+                let r = k.cast_to_scalar::<f32>()? as f64 * n as f64;
+                ensure!(
+                    (r - 1.0).abs() < 1e-4,
+                    "group sum scaled by {} instead of 1/{n}: not a group norm",
+                    r / n as f64
+                );
+                let stage = if g.stage == Stage::Sum { Stage::Mean } else { Stage::Var };
+                Ok(Val::Group(Grouped { stage, ..g }))
             }
             ("Sub", Val::Group(x), Val::Group(m))
                 if x.stage == Stage::Raw && m.stage == Stage::Mean && x.t == m.t =>
