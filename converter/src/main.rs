@@ -16,7 +16,7 @@ const USAGE: &str = "usage:
       [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
       [--calib-method minmax|percentile|mse] [--report-sqnr N] [--quiet]
   converter inspect ARTIFACT.ddq [--json]
-  converter compare ARTIFACT.ddq MODEL.onnx --per-tensor [--steps N] [--seed S]
+  converter compare ARTIFACT.ddq MODEL.onnx --per-tensor [--steps N] [--seed S] [--min-t T]
   converter dump-graph MODEL.onnx      (tract's decluttered graph, for debugging)";
 
 fn main() {
@@ -214,7 +214,7 @@ fn quantize(args: &Args) -> Result<()> {
 }
 
 fn compare_cmd(args: &Args) -> Result<()> {
-    args.check(&["--steps", "--seed", "--per-tensor", "--input-shape"], 2)?;
+    args.check(&["--steps", "--seed", "--per-tensor", "--input-shape", "--min-t"], 2)?;
     let bytes =
         std::fs::read(&args.pos[0]).with_context(|| format!("cannot read {}", args.pos[0]))?;
     let model = ddpm_runtime::Model::load(&bytes)
@@ -233,7 +233,11 @@ fn compare_cmd(args: &Args) -> Result<()> {
     let steps: usize = args.num("--steps", 25)?;
     let seed: u64 = args.num("--seed", 1)?;
     let s = Settings { trajectories: 1, timesteps: steps, seed, ..Settings::default() };
-    let states = ddpm_converter::calib::trajectories(&fm, chw, &sched, &s, false)?;
+    let min_t: usize = args.num("--min-t", 0)?;
+    let states: Vec<_> = ddpm_converter::calib::trajectories(&fm, chw, &sched, &s, false)?
+        .into_iter()
+        .filter(|s| s.t >= min_t)
+        .collect();
     let r = compare::eps_sqnr(&bytes, &states)?;
     for (t, db) in &r {
         println!("t={t:4} eps SQNR {db:6.2} dB");
