@@ -226,11 +226,14 @@ pub fn conv2d_im2col(
                     let o = c0 + j;
                     let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
                     kern::dot4(&col, wc, n8, aj);
-                    // Tail of fewer than 8 elements.
-                    for (kk, &wv) in wc.iter().enumerate().skip(n8 * 8) {
+                    // Tail of fewer than 8 elements (never with `fused`).
+                    if n8 * 8 < len {
+                        let tail = wc.get(n8 * 8..).unwrap_or(&[]);
                         for (a, r) in aj.iter_mut().zip(&raw) {
-                            let xv = r.get(kk).copied().unwrap_or(0) as i32 - zp;
-                            *a += xv * wv as i32;
+                            let rt = r.get(n8 * 8..len).unwrap_or(&[]);
+                            for (&xv, &wv) in rt.iter().zip(tail) {
+                                *a += (xv as i32 - zp) * wv as i32;
+                            }
                         }
                     }
                 }
