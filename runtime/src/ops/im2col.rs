@@ -274,7 +274,42 @@ pub fn conv2d_im2col_wide(
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { wide_avx2(x, in_shape, y, out_shape, p, w, bias, mult, shift) };
     }
+    #[cfg(target_arch = "aarch64")]
+    return wide(x, in_shape, y, out_shape, p, w, bias, mult, shift, dot4_neon);
+    #[cfg(not(target_arch = "aarch64"))]
     wide(x, in_shape, y, out_shape, p, w, bias, mult, shift, dot4_wide)
+}
+
+/// [`dot4_wide`] with NEON (baseline on aarch64): per 8 elements one weight load
+/// sign-extended to i16 (`SXTL`), then `SMLAL`/`SMLAL2` widening i16 products into
+/// i32 lanes for each pixel; exact, as every partial sum.
+#[cfg(target_arch = "aarch64")]
+fn dot4_neon(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
+    use core::arch::aarch64::*;
+    let n = wc.len().min(KC);
+    let n8 = n / 8 * 8;
+    // SAFETY: NEON is part of the aarch64 baseline; every load reads 8 elements at
+    // k with k + 8 ≤ n, which bounds `wc` and each column (KC).
+    unsafe {
+        let mut v = [vdupq_n_s32(0); PIX];
+        let mut k = 0;
+        while k < n8 {
+            let w16 = vmovl_s8(vld1_s8(wc.as_ptr().add(k)));
+            let wl = vget_low_s16(w16);
+            for (vp, c) in v.iter_mut().zip(col) {
+                let xv = vld1q_s16(c.as_ptr().add(k));
+                *vp = vmlal_s16(*vp, vget_low_s16(xv), wl);
+                *vp = vmlal_high_s16(*vp, xv, w16);
+            }
+            k += 8;
+        }
+        let tail = wc.get(n8..n).unwrap_or(&[]);
+        for ((a, vp), c) in acc.iter_mut().zip(v).zip(col) {
+            let ct = c.get(n8..n).unwrap_or(&[]);
+            let t: i32 = ct.iter().zip(tail).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
+            *a += vaddvq_s32(vp) + t;
+        }
+    }
 }
 
 /// [`wide`] compiled with AVX2 enabled, with an AVX2 column kernel.
@@ -307,6 +342,7 @@ type Cols = [[i16; KC]; PIX];
 /// `acc[p] += Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements: weights
 /// widened once, then four widening i16 dot products (vectorized by LLVM).
 #[inline(always)]
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
     let mut wbuf = [0i16; KC];
     for (d, &v) in wbuf.iter_mut().zip(wc) {
