@@ -82,6 +82,24 @@ fn div_round(n: i128, d: i128) -> i128 {
     }
 }
 
+/// `div_round` for i64 with `|n| < 2^62`, `d > 0` (0 for `d ≤ 0`).
+///
+/// `div_round(n·2^f, d·2^f) == div_round_i64(n, d)`: for `f ≥ 1` the i128 form
+/// rounds `(2n ± d)/(2d)` exactly while this one rounds `(2n ± (d − d mod 2))/(2d)`;
+/// they differ only if `2n + d ≡ 0 (mod 2d)` with `d` odd, which would make `2n` an
+/// odd multiple of `d`, impossible. Tested against the i128 form.
+#[inline]
+fn div_round_i64(n: i64, d: i64) -> i64 {
+    if d <= 0 {
+        return 0;
+    }
+    if n >= 0 {
+        (n + d / 2) / d
+    } else {
+        -((-n + d / 2) / d)
+    }
+}
+
 #[inline]
 fn sat32(v: i64) -> i32 {
     v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
@@ -513,7 +531,13 @@ impl X0 {
     /// `round((x·2^fo − so·ε)·2^fa / (sa·2^fo))` in Q`F` (half away from zero).
     fn eval(&self, x: i64, e: i64) -> i64 {
         let num = ((x as i128) << self.fo) - self.so as i128 * e as i128;
-        let x0 = div_round(num << self.fa, (self.sa as i128) << self.fo);
+        let x0 = if self.fa == self.fo && num.unsigned_abs() < 1 << 62 {
+            // Same quotient with the common 2^f taken out of both: an i64 division
+            // instead of an i128 one (see `div_round_common_shift`).
+            div_round_i64(num as i64, self.sa) as i128
+        } else {
+            div_round(num << self.fa, (self.sa as i128) << self.fo)
+        };
         let x0 = x0.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         match self.clip {
             Some(one) => x0.max(-one).min(one),
@@ -534,6 +558,28 @@ mod tests {
 
     fn alpha_bar(i: i64) -> f64 {
         (0..=i).map(|j| 1.0 - betas()[j as usize]).product()
+    }
+
+    #[test]
+    fn div_round_common_shift() {
+        let mut r = crate::ops::testutil::Rng(9);
+        for i in 0..200_000u64 {
+            let d = match i % 3 {
+                0 => (r.next() >> 34) as i64 | 1,
+                1 => ((r.next() >> 34) as i64) & !1,
+                _ => (r.next() % 64) as i64 + 1,
+            };
+            // Include exact ties n = d·k + d/2 and their neighbours.
+            let n = if i % 5 == 0 {
+                let k = (r.next() >> 40) as i64 - (1 << 23);
+                d * k + d / 2 + (r.next() % 3) as i64 - 1
+            } else {
+                (r.next() as i64) >> (2 + (i % 40))
+            };
+            let f = (i % 31) as u32;
+            let want = div_round((n as i128) << f, (d as i128) << f);
+            assert_eq!(div_round_i64(n, d) as i128, want, "n={n} d={d} f={f}");
+        }
     }
 
     /// One update with a given ε, against the f64 formulas of DESIGN.md.
