@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET SECONDS   fuzz one target (artifact_loader | onnx_ingest)
 #   scripts/fuzz.sh smoke            regressions + both targets briefly (CI, < 2 min of
 #                                    fuzzing); fails on any crash, timeout or OOM
-#   scripts/fuzz.sh regressions      replay fuzz/regressions/ through the loader target
+#   scripts/fuzz.sh regressions      replay fuzz/regressions/ (.ddq: loader, .onnx: ONNX)
 #   scripts/fuzz.sh build [TARGET]   only build
 #
 # Environment:
@@ -14,6 +14,9 @@
 #                    git-ignored; the committed seeds are copied in first)
 #   FUZZ_JOBS        libFuzzer -fork=N workers (default 1: one process, no fork mode)
 #   CARGO_TARGET_DIR build directory (default /work/target-fuzz if /work exists)
+#   FUZZ_KEEP_GOING  1: fork mode with -ignore_crashes/-ignore_timeouts/-ignore_ooms,
+#                    to keep fuzzing past a known, still open bug (every finding is
+#                    still saved and counted, and the run still fails)
 #   FUZZ_ARGS        extra libFuzzer flags
 #
 # Exit status: 0 when the run ended without a finding, 1 otherwise (reproducer in
@@ -84,7 +87,11 @@ run() {
     log="$tmp/libfuzzer.log"
     local before fork=()
     before=$(count_findings "$art")
-    [ "${FUZZ_JOBS:-1}" -gt 1 ] && fork=(-fork="$FUZZ_JOBS" -ignore_crashes=0)
+    if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then
+        fork=(-fork="${FUZZ_JOBS:-1}" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+    elif [ "${FUZZ_JOBS:-1}" -gt 1 ]; then
+        fork=(-fork="$FUZZ_JOBS")
+    fi
     echo "== $t: ${secs}s, corpus $corpus ($(find "$corpus" -type f | wc -l) files), sanitizer $sanitizer" >&2
     # shellcheck disable=SC2046,SC2086
     DDPM_FUZZ_TMP="$tmp" "$(bin_of "$t")" $(target_limits "$t") \
@@ -94,7 +101,8 @@ run() {
     local execs eps crashes
     # -fork mode prints per-job stats; sum the final numbers of all of them.
     execs=$(awk -F: '/^stat::number_of_executed_units/ {s += $NF} END {print s + 0}' "$log")
-    [ "$execs" -gt 0 ] || execs=$(sed -n 's/^#\([0-9]*\).*DONE.*/\1/p' "$log" | tail -1)
+    # Fork mode prints no final stats: take the last "#N:" status line.
+    [ "$execs" -gt 0 ] || execs=$(sed -n 's/^#\([0-9]*\)[: ].*/\1/p' "$log" | tail -1)
     execs=${execs:-0}
     # libFuzzer's own rate (sum over fork jobs), else executions / requested time.
     eps=$(awk -F: '/^stat::average_exec_per_sec/ {s += $NF} END {print s + 0}' "$log")
@@ -110,12 +118,22 @@ run() {
     [ "$rc" -eq 0 ] && [ "$crashes" -eq 0 ]
 }
 
-# Replays every regression file once through the loader target.
+# Replays every regression file once: .ddq through artifact_loader, .onnx through
+# onnx_ingest (each file on its own, so one failure does not hide the others).
 regressions() {
-    local files=("$fuzz"/regressions/*.ddq)
-    [ -e "${files[0]}" ] || return 0
-    echo "== regressions: ${#files[@]} files through artifact_loader" >&2
-    "$(bin_of artifact_loader)" -timeout=5 "${files[@]}" >&2
+    local f t status=0
+    for f in "$fuzz"/regressions/*.ddq "$fuzz"/regressions/*.onnx; do
+        [ -e "$f" ] || continue
+        case "$f" in *.ddq) t=artifact_loader ;; *) t=onnx_ingest ;; esac
+        [ -x "$(bin_of "$t")" ] || continue
+        if "$(bin_of "$t")" -timeout=30 "$f" >/dev/null 2>&1; then
+            echo "regression ok:     $t $(basename "$f")" >&2
+        else
+            echo "regression FAILED: $t $(basename "$f")" >&2
+            status=1
+        fi
+    done
+    return "$status"
 }
 
 case "${1:-}" in
@@ -133,6 +151,7 @@ case "${1:-}" in
         ;;
     regressions)
         build artifact_loader
+        build onnx_ingest
         regressions
         ;;
     build)
