@@ -44,7 +44,7 @@ cargo test --release --workspace
 
 if [ -x scripts/fuzz.sh ]; then
     step "fuzz smoke"
-    scripts/fuzz.sh smoke
+    CARGO_TARGET_DIR="$HOME/.cache/ddpm-edge/target-fuzz" scripts/fuzz.sh smoke
 fi
 
 echo "all checks passed in $(( $(date +%s) - start )) s"
