@@ -2,6 +2,14 @@
 
 /// Applies a 256-entry table.
 pub fn lut(x: &[i8], y: &mut [i8], table: &[i8]) {
+    // With the table as an array, `q + 128` (= `q as u8 ^ 0x80`) needs no bounds
+    // check per element.
+    if let Some(t) = table.get(..256).and_then(|t| <&[i8; 256]>::try_from(t).ok()) {
+        for (yv, &q) in y.iter_mut().zip(x) {
+            *yv = t.get((q as u8 ^ 0x80) as usize).copied().unwrap_or(0);
+        }
+        return;
+    }
     for (yv, &q) in y.iter_mut().zip(x) {
         *yv = table.get((q as i32 + 128) as usize).copied().unwrap_or(0);
     }
