@@ -347,7 +347,8 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let rng = &mut self.rng;
         for (s, &q) in state.chunks_exact_mut(4).take(self.n).zip(eps) {
             let x = i32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as i64;
-            let e = ((q as i8 as i64 - zp) * m + (1 << 15)) >> 16;
+            // Saturating: a hostile eps_to_state_q16 must not overflow (valid ones never do).
+            let e = (q as i8 as i64 - zp).saturating_mul(m).saturating_add(1 << 15) >> 16;
             s.iter_mut().zip(sat32(f(x, e, rng)).to_le_bytes()).for_each(|(d, b)| *d = b);
         }
     }
@@ -377,12 +378,12 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let clip = self.cfg.clip_x0;
         self.update(|x, e, rng| {
             let mean = if clip {
-                mul_q(p0, x0c.eval(x, e), g0) + mul_q(pt, x, gt)
+                mul_q(p0, x0c.eval(x, e), g0).saturating_add(mul_q(pt, x, gt))
             } else {
-                mul_q(c1, x - mul_q(c2, e, f2), f1)
+                mul_q(c1, x.saturating_sub(mul_q(c2, e, f2)), f1)
             };
             match sig {
-                Some((s, fs)) => mean + mul_q(s, rng.gaussian(f) as i64, fs),
+                Some((s, fs)) => mean.saturating_add(mul_q(s, rng.gaussian(f) as i64, fs)),
                 None => mean,
             }
         });
@@ -428,9 +429,9 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let (sab_p, dir, sigma) = self.ddim_coeffs(t, prev, eta_q16);
         let x0c = self.x0_coeffs(t);
         self.update(|x, e, rng| {
-            let v = mul_q(sab_p, x0c.eval(x, e), 30) + mul_q(dir, e, 30);
+            let v = mul_q(sab_p, x0c.eval(x, e), 30).saturating_add(mul_q(dir, e, 30));
             if sigma > 0 {
-                v + mul_q(sigma, rng.gaussian(f) as i64, 30)
+                v.saturating_add(mul_q(sigma, rng.gaussian(f) as i64, 30))
             } else {
                 v
             }
