@@ -28,9 +28,36 @@ pub fn load(path: &Path, input_shape: Option<[usize; 3]>) -> Result<Loaded> {
     if bytes.is_empty() {
         bail!("{} is empty, not an ONNX model", path.display());
     }
+    // tract 0.23 panics on some malformed graphs (e.g. an Unsqueeze axis out of
+    // range) instead of returning an error. Turn such a panic into an error that
+    // names the file; the panic hook is silenced meanwhile so the CLI prints one
+    // line, and restored afterwards.
+    let prev_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        load_bytes(path, &bytes, input_shape)
+    }));
+    std::panic::set_hook(prev_hook);
+    match r {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            bail!(
+                "{} is not a valid ONNX model: tract failed while reading it ({msg}); check the file or re-export it",
+                path.display()
+            )
+        }
+    }
+}
+
+fn load_bytes(path: &Path, bytes: &[u8], input_shape: Option<[usize; 3]>) -> Result<Loaded> {
     let sha256 = {
         use sha2::Digest;
-        let d = sha2::Sha256::digest(&bytes);
+        let d = sha2::Sha256::digest(bytes);
         d.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
     let onnx = tract_onnx::onnx();

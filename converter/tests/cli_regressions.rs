@@ -1,0 +1,29 @@
+//! Inputs the fuzzers found: each must give a one-line error and exit 1, never a panic.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn regression(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions").join(name)
+}
+
+#[test]
+fn tract_panic_on_unsqueeze_axis_is_an_error() {
+    for name in ["onnx_unsqueeze_axis_out_of_range.onnx", "onnx_unsqueeze_axis_fuzzer.onnx"] {
+        let path = regression(name);
+        assert!(path.exists(), "missing regression input {}", path.display());
+        let out_path = std::env::temp_dir().join(format!("ddpm-regression-{name}.ddq"));
+        let out = Command::new(env!("CARGO_BIN_EXE_converter"))
+            .arg("quantize")
+            .arg(&path)
+            .arg("-o")
+            .arg(&out_path)
+            .output()
+            .expect("run converter");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: expected exit 1, stderr: {stderr}");
+        assert!(stderr.contains("not a valid ONNX model"), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: panic text leaked: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: one line expected: {stderr}");
+    }
+}
