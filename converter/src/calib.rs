@@ -59,7 +59,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { trajectories: 4, timesteps: 50, seed: 0, method: Method::Percentile }
+        Settings { trajectories: 16, timesteps: 50, seed: 0, method: Method::Percentile }
     }
 }
 
