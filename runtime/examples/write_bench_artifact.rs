@@ -7,7 +7,10 @@ use ddpm_runtime::format::writer::*;
 use ddpm_runtime::{quantize_multiplier, scratch_bytes};
 
 fn main() {
-    let out = std::env::args().nth(1).expect("usage: write_bench_artifact OUT.ddq");
+    let Some(out) = std::env::args().nth(1) else {
+        eprintln!("usage: write_bench_artifact OUT.ddq");
+        std::process::exit(2);
+    };
     let mut seed = 7u64;
     let mut rnd = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -114,6 +117,9 @@ fn main() {
     b.set_schedule(ScheduleDesc::linear(1000, 1e-4, 0.02));
     b.set_arena_bytes(scratch_at);
     b.set_provenance(r#"{"converter_version":"bench (random weights)"}"#);
-    std::fs::write(&out, b.finish()).expect("write");
+    if let Err(e) = std::fs::write(&out, b.finish()) {
+        eprintln!("error: cannot write {out}: {e}");
+        std::process::exit(1);
+    }
     println!("wrote {out}");
 }
