@@ -95,17 +95,7 @@ pub fn add(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddP
 /// The plain definition, three MBQMs per element (the kernel with
 /// `reference-kernels`, and for small tensors).
 pub fn add_reference(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddParams) {
-    if broadcast {
-        for (ap, yp) in a.chunks_exact(c.max(1)).zip(y.chunks_exact_mut(c.max(1))) {
-            for ((yv, &av), &bv) in yp.iter_mut().zip(ap).zip(b) {
-                *yv = add1(av, bv, p);
-            }
-        }
-    } else {
-        for ((yv, &av), &bv) in y.iter_mut().zip(a).zip(b) {
-            *yv = add1(av, bv, p);
-        }
-    }
+    super::zip_broadcast(a, b, y, c, broadcast, |av, bv| add1(av, bv, p));
 }
 
 #[cfg(test)]

@@ -154,3 +154,27 @@ pub(crate) mod testutil {
         mult as f64 * 2f64.powi(shift - 31)
     }
 }
+
+/// Writes `f(a[i], b[i])` into `y`; with `broadcast`, `b` holds `c` values repeated
+/// for every pixel (the `1×1×c` operand of ADD and MUL).
+#[inline]
+pub(crate) fn zip_broadcast(
+    a: &[i8],
+    b: &[i8],
+    y: &mut [i8],
+    c: usize,
+    broadcast: bool,
+    f: impl Fn(i8, i8) -> i8,
+) {
+    if broadcast {
+        for (ap, yp) in a.chunks_exact(c.max(1)).zip(y.chunks_exact_mut(c.max(1))) {
+            for ((yv, &av), &bv) in yp.iter_mut().zip(ap).zip(b) {
+                *yv = f(av, bv);
+            }
+        }
+    } else {
+        for ((yv, &av), &bv) in y.iter_mut().zip(a).zip(b) {
+            *yv = f(av, bv);
+        }
+    }
+}

@@ -29,17 +29,7 @@ fn mul1(a: i8, b: i8, p: &MulParams) -> i8 {
 
 /// Multiplies `a` and `b` into `y`; with `broadcast`, `b` has `c` elements.
 pub fn mul(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &MulParams) {
-    if broadcast {
-        for (ap, yp) in a.chunks_exact(c.max(1)).zip(y.chunks_exact_mut(c.max(1))) {
-            for ((yv, &av), &bv) in yp.iter_mut().zip(ap).zip(b) {
-                *yv = mul1(av, bv, p);
-            }
-        }
-    } else {
-        for ((yv, &av), &bv) in y.iter_mut().zip(a).zip(b) {
-            *yv = mul1(av, bv, p);
-        }
-    }
+    super::zip_broadcast(a, b, y, c, broadcast, |av, bv| mul1(av, bv, p));
 }
 
 #[cfg(test)]
