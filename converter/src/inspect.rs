@@ -15,7 +15,7 @@ use crate::write::buffers;
 pub fn report(bytes: &[u8]) -> Result<Value> {
     let m = Model::load(bytes).map_err(|e| anyhow!("not a valid artifact: {e}"))?;
     let mut ops = Vec::new();
-    let (mut macs, mut params) = (0u64, 0u64);
+    let (mut macs, mut params, mut embed_bytes) = (0u64, 0u64, 0u64);
     let mut plan_ops = Vec::new();
     for op in m.ops() {
         let shape = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| t.shape());
@@ -30,6 +30,9 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
             _ => 0,
         };
         params += op_params;
+        if op.opcode == opcode::TIMESTEP_EMBED {
+            embed_bytes += p(3);
+        }
         ops.push(json!({
             "index": op.index, "op": op.name(), "inputs": ins, "output": out,
             "macs": mac, "params": op_params,
@@ -49,10 +52,15 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     let prov: Value =
         m.provenance().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     let fb: Vec<u8> = (0..8).filter_map(|k| m.schedule_frac_bits(k)).collect();
+    // The tables a model needs besides its parameters: the schedule (8 × T i32) and
+    // the quantized timestep embedding (T × dim i8).
+    let table_bytes = 8 * 4 * t as u64 + embed_bytes;
     Ok(json!({
         "params": params,
         "flash_bytes": bytes.len(),
         "weights_bytes": m.weights().len(),
+        "table_bytes": table_bytes,
+        "flash_budget_bytes": params * 11 / 10 + table_bytes,
         "arena_bytes": m.arena_bytes(),
         "arena_lower_bound_bytes": lower,
         "macs_per_step": macs,
@@ -97,8 +105,8 @@ pub fn text(r: &Value) -> String {
     }
     let sc = &r["schedule"];
     s.push_str(&format!(
-        "\nparams {}\nflash bytes {} (weights {})\narena bytes {} (lower bound {})\nMACs per step {}\nschedule {} T={} frac_bits {}\n",
-        r["params"], r["flash_bytes"], r["weights_bytes"], r["arena_bytes"], r["arena_lower_bound_bytes"],
+        "\nparams {}\nflash bytes {} (weights {}; budget 1.10 × params + {} table bytes = {})\narena bytes {} (lower bound {})\nMACs per step {}\nschedule {} T={} frac_bits {}\n",
+        r["params"], r["flash_bytes"], r["weights_bytes"], r["table_bytes"], r["flash_budget_bytes"], r["arena_bytes"], r["arena_lower_bound_bytes"],
         r["macs_per_step"], sc["kind"].as_str().unwrap_or("?"), sc["timesteps"], sc["frac_bits"]
     ));
     if let Some(p) = r["provenance"].as_object() {

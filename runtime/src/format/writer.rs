@@ -10,7 +10,7 @@ use super::{
 /// A byte range inside the WEIGHTS section (offset relative to its start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightRef {
-    /// Byte offset from the start of WEIGHTS (16-byte aligned).
+    /// Byte offset from the start of WEIGHTS (4-byte aligned).
     pub offset: u32,
     /// Length in bytes.
     pub len: u32,
@@ -184,7 +184,12 @@ pub struct ArtifactBuilder {
     schedule: ScheduleDesc,
     provenance: Option<String>,
     arena_bytes: u32,
+    /// Blobs already in WEIGHTS, so identical ones are stored once.
+    blobs: std::collections::BTreeMap<Vec<u8>, u32>,
 }
+
+/// Alignment of every WEIGHTS entry.
+const WEIGHT_ALIGN: usize = 4;
 
 fn pad_to(v: &mut Vec<u8>, align: usize) {
     while v.len() % align != 0 {
@@ -198,12 +203,19 @@ impl ArtifactBuilder {
         Self::default()
     }
 
-    /// Appends raw bytes to WEIGHTS at a 16-byte aligned offset.
+    /// Appends raw bytes to WEIGHTS at a 4-byte aligned offset (enough for the i32
+    /// and u32 arrays kernels read in place). A blob equal to one already added is
+    /// not stored again: both references point at the same bytes.
     pub fn add_weights(&mut self, bytes: &[u8]) -> WeightRef {
-        pad_to(&mut self.weights, SECTION_ALIGN);
+        let len = bytes.len() as u32;
+        if let Some(&offset) = self.blobs.get(bytes) {
+            return WeightRef { offset, len };
+        }
+        pad_to(&mut self.weights, WEIGHT_ALIGN);
         let offset = self.weights.len() as u32;
         self.weights.extend_from_slice(bytes);
-        WeightRef { offset, len: bytes.len() as u32 }
+        self.blobs.insert(bytes.to_vec(), offset);
+        WeightRef { offset, len }
     }
 
     /// Appends int8 values.
@@ -367,5 +379,24 @@ impl ArtifactBuilder {
         let crc = artifact_crc(&out);
         out[20..24].copy_from_slice(&crc.to_le_bytes());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_word_aligned_and_shared_when_identical() {
+        let mut b = ArtifactBuilder::new();
+        let a = b.add_weights_i8(&[1, 2, 3]);
+        let c = b.add_weights_i32(&[7, 8]);
+        let d = b.add_weights_i8(&[1, 2, 3]);
+        let e = b.add_weights_i8(&[1, 2, 4]);
+        assert_eq!(a.offset, 0);
+        assert_eq!(c.offset, 4, "an i32 array starts at the next multiple of 4");
+        assert_eq!(d, a, "an identical blob is stored once");
+        assert_eq!(e.offset, 12);
+        assert_eq!(b.weights.len(), 15);
     }
 }

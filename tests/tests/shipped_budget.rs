@@ -1,0 +1,41 @@
+//! The shipped model's artifact meets the converter's size budgets:
+//! `flash_bytes ≤ 1.10 × params + tables` (schedule and timestep-embedding tables)
+//! and `arena_bytes ≤ 1.10 × arena_lower_bound_bytes` (the largest set of tensors
+//! alive at once). Both figures come from `converter inspect --json`'s report.
+//!
+//! Environment: `DDPM_ARTIFACT` (an artifact of the shipped model to check; otherwise
+//! `models/mnist_unet.onnx` is quantized here with the default settings).
+
+use std::path::{Path, PathBuf};
+
+fn artifact_bytes() -> Vec<u8> {
+    if let Ok(p) = std::env::var("DDPM_ARTIFACT") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "DDPM_ARTIFACT={} does not exist", p.display());
+        return std::fs::read(p).unwrap();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let opts = ddpm_converter::convert::Options::default();
+    ddpm_converter::convert::convert(&root.join("models/mnist_unet.onnx"), &opts)
+        .expect("quantizing models/mnist_unet.onnx")
+        .bytes
+}
+
+#[test]
+fn shipped_model_meets_flash_and_arena_budgets() {
+    let bytes = artifact_bytes();
+    let r = ddpm_converter::inspect::report(&bytes).unwrap();
+    let get = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("inspect report lacks {k}"));
+    let (params, flash, tables) = (get("params"), get("flash_bytes"), get("table_bytes"));
+    let (arena, lower) = (get("arena_bytes"), get("arena_lower_bound_bytes"));
+    assert_eq!(flash as usize, bytes.len());
+    // 8 schedule tables of T i32 plus a T × 32 int8 embedding table for this model.
+    let t = r["schedule"]["timesteps"].as_u64().unwrap();
+    assert_eq!(tables, 8 * 4 * t + 32 * t, "table bytes of the shipped model");
+    assert_eq!(get("flash_budget_bytes"), params * 11 / 10 + tables);
+    assert!(
+        flash <= params * 11 / 10 + tables,
+        "flash {flash} B exceeds 1.10 × {params} params + {tables} table bytes"
+    );
+    assert!(arena * 10 <= lower * 11, "arena {arena} B exceeds 1.10 × lower bound {lower} B");
+}
