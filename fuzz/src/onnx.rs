@@ -7,6 +7,9 @@ use ddpm_converter::{float, load, lower};
 /// Timesteps the lowering is asked for (the embedding table has this many rows).
 pub const TIMESTEPS: usize = 4;
 
+/// Inputs whose length is a multiple of this get the real timestep table.
+pub const REAL_TABLE_EVERY: usize = 64;
+
 fn scratch_path() -> PathBuf {
     // `load::load` reads a path; one file per process, on tmpfs when available.
     let dir = std::env::var_os("DDPM_FUZZ_TMP")
@@ -17,6 +20,13 @@ fn scratch_path() -> PathBuf {
         })
         .unwrap_or_else(std::env::temp_dir);
     dir.join(format!("ddpm-fuzz-onnx-{}.onnx", std::process::id()))
+}
+
+/// `DDPM_FUZZ_VERBOSE=1`: print why each input stops (to check seeds by hand).
+fn verbose() -> bool {
+    use std::sync::OnceLock;
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("DDPM_FUZZ_VERBOSE").is_some_and(|v| v == "1"))
 }
 
 /// How far [`check_onnx`] got.
@@ -30,21 +40,26 @@ pub struct OnnxOutcome {
 
 /// Runs `load::load` on `data` and, on success, `lower::lower`. The timestep
 /// embedding is evaluated with tract (`float::time_table`, as `convert` does) for
-/// one input in eight, chosen by length, and is a zero table otherwise (the
-/// evaluation optimizes and runs the model, which would dominate every execution).
+/// one input length in 64, and is a zero table otherwise: the evaluation optimizes
+/// and runs the model, which is not ingestion and costs more than all the rest.
 pub fn check_onnx(data: &[u8]) -> OnnxOutcome {
     let mut out = OnnxOutcome::default();
     let path = scratch_path();
     if std::fs::write(&path, data).is_err() {
         return out;
     }
+    let verbose = verbose();
     let l = match load::load(&path, None) {
         Ok(l) => l,
-        Err(_) => return out,
+        Err(e) => {
+            if verbose {
+                eprintln!("load: {e:#}");
+            }
+            return out;
+        }
     };
     out.loaded = true;
-    let _ = load::dump(&l.model);
-    let real_table = data.len() % 8 == 0;
+    let real_table = data.len() % REAL_TABLE_EVERY == 0;
     let chw = l.image_chw;
     let model = &l.model;
     let mut table = |outlets: &[tract_onnx::prelude::OutletId]| {
@@ -59,7 +74,14 @@ pub fn check_onnx(data: &[u8]) -> OnnxOutcome {
         }
         Ok(vec![0f32; TIMESTEPS.saturating_mul(total).min(1 << 24)])
     };
-    if let Ok(lw) = lower::lower(model, TIMESTEPS, &mut table) {
+    let lowered = lower::lower(model, TIMESTEPS, &mut table);
+    if verbose {
+        match &lowered {
+            Ok(lw) => eprintln!("lowered: {} ops", lw.graph.ops.len()),
+            Err(e) => eprintln!("lower: {e:#}"),
+        }
+    }
+    if let Ok(lw) = lowered {
         out.lowered = true;
         let g = &lw.graph;
         let _ = g.params();
