@@ -18,6 +18,10 @@
 #                    to keep fuzzing past a known, still open bug (every finding is
 #                    still saved and counted, and the run still fails)
 #   FUZZ_ARGS        extra libFuzzer flags
+#   FUZZ_FULL_MODELS 1 (onnx_ingest): also put models/mnist_unet.onnx and
+#                    models/mnist_classifier.onnx (1.7 MB each) and the seeds over
+#                    ONNX_MAX_LEN into the corpus, with -max_len=2 MiB; one execution
+#                    on the whole UNet takes about 0.3 s, on a seed about 1-50 ms
 #
 # Exit status: 0 when the run ended without a finding, 1 otherwise (reproducer in
 # fuzz/artifacts/TARGET/).
@@ -41,6 +45,8 @@ rustup toolchain list | grep -q '^nightly' || die "needs a nightly toolchain: ru
 #   artifact_loader: runtime only (no tract); 5 s per input is generous, one input
 #                    normally takes well under a millisecond.
 #   onnx_ingest:     tract; 16 codegen units keep the build of tract reasonable.
+#                    Inputs up to ONNX_MAX_LEN (the small seeds, slices of the
+#                    shipped models, are 1-11 KB); slower inputs get less energy.
 target_flags() {
     case "$1" in
         artifact_loader) echo "--no-default-features --features fuzzing" ;;
@@ -51,8 +57,31 @@ target_flags() {
 target_limits() {
     case "$1" in
         artifact_loader) echo "-timeout=5 -rss_limit_mb=1024 -max_len=65536" ;;
-        onnx_ingest) echo "-timeout=30 -rss_limit_mb=2048 -max_len=262144" ;;
+        onnx_ingest)
+            local max=$ONNX_MAX_LEN
+            [ "${FUZZ_FULL_MODELS:-0}" = 1 ] && max=2097152
+            echo "-timeout=30 -rss_limit_mb=2048 -max_len=$max -entropic_scale_per_exec_time=1"
+            ;;
     esac
+}
+ONNX_MAX_LEN=16384
+
+# Copies the committed seeds of TARGET into CORPUS. onnx_ingest: only the seeds
+# that fit in ONNX_MAX_LEN (libFuzzer would cut the others), unless
+# FUZZ_FULL_MODELS=1, which adds the two shipped models too.
+copy_seeds() {
+    local t=$1 corpus=$2 f
+    for f in "$fuzz/seeds/$t"/*; do
+        [ -f "$f" ] || continue
+        if [ "$t" = onnx_ingest ] && [ "${FUZZ_FULL_MODELS:-0}" != 1 ] &&
+            [ "$(stat -c %s "$f")" -gt "$ONNX_MAX_LEN" ]; then
+            continue
+        fi
+        cp -n "$f" "$corpus"/
+    done
+    if [ "$t" = onnx_ingest ] && [ "${FUZZ_FULL_MODELS:-0}" = 1 ]; then
+        cp -n "$root/models/mnist_unet.onnx" "$root/models/mnist_classifier.onnx" "$corpus"/
+    fi
 }
 
 build() {
@@ -82,7 +111,7 @@ run() {
     local t=$1 secs=$2 corpus=$3
     local art="$fuzz/artifacts/$t" log tmp rc=0
     mkdir -p "$corpus" "$art"
-    cp -n "$fuzz/seeds/$t"/* "$corpus"/ 2>/dev/null || true
+    copy_seeds "$t" "$corpus"
     tmp=$(mktemp -d)
     log="$tmp/libfuzzer.log"
     local before fork=()
@@ -164,7 +193,7 @@ case "${1:-}" in
         run "$1" "$2" "${FUZZ_CORPUS:-$fuzz/corpus/$1}" || exit 1
         ;;
     *)
-        sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
