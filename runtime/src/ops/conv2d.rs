@@ -71,7 +71,7 @@ pub fn conv2d(
         return super::im2col::conv2d_im2col(x, in_shape, y, out_shape, p, w, bias, mult, shift);
     }
     #[cfg(ddpm_wide)]
-    if super::im2col::applicable(in_shape[2], out_shape[0] * out_shape[1], p) {
+    if super::im2col::applicable_wide(in_shape[2], out_shape[0] * out_shape[1], p) {
         return super::im2col::conv2d_im2col_wide(
             x, in_shape, y, out_shape, p, w, bias, mult, shift,
         );
@@ -227,13 +227,18 @@ mod tests {
     #[test]
     fn conv_matches_reference() {
         let mut r = Rng(7);
-        for case in 0..240 {
+        for case in 0..600 {
             let h = r.range(1, 9) as usize;
             let wd = r.range(1, 9) as usize;
-            // Some windows span several im2col chunks (kh·kw·ic > KC).
-            let ic = if case % 7 == 3 { r.range(30, 70) } else { r.range(1, 6) } as usize;
+            // Some windows span several im2col chunks (kh·kw·ic > KC); some have
+            // ic % 4 == 0 (columns gathered straight from the input).
+            let ic = match case % 7 {
+                3 => r.range(30, 70) as usize,
+                1 | 5 => 4 * r.range(1, 24) as usize,
+                _ => r.range(1, 6) as usize,
+            };
             // Every tenth case spans several channel blocks.
-            let oc = if case % 10 == 0 { r.range(33, 70) } else { r.range(1, 6) } as usize;
+            let oc = if case % 10 == 0 { r.range(33, 140) } else { r.range(1, 6) } as usize;
             let kh = r.range(1, 3.min(h as i64 + 2)) as usize;
             let kw = r.range(1, 3.min(wd as i64 + 2)) as usize;
             let sh = r.range(1, 2) as usize;
@@ -318,6 +323,8 @@ mod tests {
                         args.2,
                     );
                     assert_eq!(y3, want, "im2col, case {case}");
+                }
+                if crate::ops::im2col::applicable_wide(ic, oh * ow, &p) {
                     let mut y4 = vec![0i8; oh * ow * oc];
                     crate::ops::im2col::conv2d_im2col_wide(
                         &x,

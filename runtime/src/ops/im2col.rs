@@ -1,42 +1,108 @@
-//! CONV2D by im2col columns of four output pixels, for targets with a fast
-//! 16-bit multiply-accumulate (Armv7E-M `SMLAD`).
+//! CONV2D by im2col columns of five output pixels, for targets with a fast
+//! 16-bit multiply-accumulate (Armv7E-M `SMLAD`), and a vectorizable variant for
+//! 64-bit hosts.
 //!
-//! For four output pixels at a time the kernel window of each is gathered into
-//! `x − in_zp` as 16-bit values (padding taps are 0), in chunks of [`KC`] window
-//! elements, and every output channel's weights are run against the four columns
-//! at once: each weight word is loaded and sign-extended once for four pixels.
-//! Since `|x − in_zp| ≤ 255` and `|w| ≤ 128`, every product and every partial sum
-//! is exact in i32 (the loader bounds `kh·kw·ic ≤ 32768`), so the sums equal the
-//! reference kernel's `Σx·w − in_zp·Σw` and the outputs are bit-identical.
+//! For five output pixels at a time the kernel window of each is gathered as
+//! sign-extended 16-bit values (padding taps read `in_zp`), in chunks of [`KC`]
+//! window elements, and every output channel's weights are run against the five
+//! columns at once: each weight word is loaded and sign-extended once for five
+//! pixels. The input zero point is folded into the bias
+//! (`Σ(x − zp)·w = Σx·w − zp·Σw`, `Σw` once per output channel and call). Since
+//! `|x| ≤ 128` and `|w| ≤ 128`, every product and every partial sum is exact in
+//! i32 (the loader bounds `kh·kw·ic ≤ 32768`), so the sums equal the reference
+//! kernel's and the outputs are bit-identical.
 //!
-//! Column layout (one chunk): per group of 4 window elements `k0..k3`, 8 words:
-//! for each pixel `p`, the halfword pairs `(x[k0], x[k2])` and `(x[k1], x[k3])` —
-//! what `SXTB16` and `SXTB16 ROR #8` make of a weight word. After the last full
-//! group of 8 elements comes a group whose first word is [`SENTINEL`], which no
-//! in-range pair can equal; the DSP loop stops on it.
+//! Column layout (one chunk): per group of 4 window elements `k0..k3`, [`GW`]
+//! words: for each pixel `p`, the halfword pairs `(x[k0], x[k2])` and
+//! `(x[k1], x[k3])` — what `SXTB16` and `SXTB16 ROR #8` make of a weight word.
+//! A chunk is zero-padded to a multiple of [`KB`] elements (zero columns against
+//! zero-padded weights add nothing); after its last block of [`KB`] elements comes
+//! a group whose first word is [`SENTINEL`], which no in-range pair can equal; the
+//! DSP loop stops on it.
 //!
-//! Stack: 4·[`KC`] bytes of raw window plus 8·[`KC`] + 32 bytes of columns
-//! (3.5 KiB), plus the 512-byte accumulator block.
+//! Stack: `4·GW·KC/16 + 4·GW` bytes of columns (2.9 KiB), two [`KC`]-byte buffers
+//! (raw window, padded weights) and the per-channel block constants and partial
+//! sums (1.9 KiB).
 
 use super::conv2d::Conv2dParams;
-use super::{le_i32, sat8, Rq};
+use super::{le_i32, mbqm, sat8, Rq};
 
-/// Output pixels per column group.
-pub const PIX: usize = 4;
-/// Window elements per chunk (a multiple of 8).
+/// Output pixels per column group (DSP kernel).
+pub const PIX: usize = 5;
+/// Window elements per chunk (a multiple of [`KB`]).
 pub const KC: usize = 288;
-/// Output channels per block (their accumulators live on the stack).
-const BLOCK: usize = 32;
+/// Window elements per iteration of the DSP loop; chunks are padded to it.
+pub const KB: usize = 16;
+/// Column words per group of 4 window elements: two per pixel.
+pub const GW: usize = 2 * PIX;
 /// Marks the end of the columns: `(−32768, −32768)`.
 pub const SENTINEL: u32 = 0x8000_8000;
-/// Words of the column buffer: `KC/4` groups of 8 words, plus the sentinel group.
-const COL_WORDS: usize = KC / 4 * 8 + 8;
+/// Words of the column buffer: `KC/4` groups plus the sentinel group.
+const COL_WORDS: usize = KC / 4 * GW + GW;
+/// Output channels per block (their constants and partial sums live on the stack).
+const BLOCK: usize = 32;
+/// Pixels per column group of the wide (host) kernel.
+const WPIX: usize = 4;
 
-/// Whether [`conv2d_im2col`] handles this convolution: at least 4 output pixels,
-/// int8 zero points and a window of at least 8 elements.
+/// Whether [`conv2d_im2col`] handles this convolution: at least 2 output pixels
+/// and an int8 input zero point.
 pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     let ksz = p.kh * p.kw * ic;
-    out_pixels >= PIX && ksz >= 8 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
+    out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
+}
+
+/// Whether [`conv2d_im2col_wide`] handles this convolution: at least 4 output
+/// pixels, an int8 input zero point and a window of at least 8 elements.
+pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
+    let ksz = p.kh * p.kw * ic;
+    out_pixels >= WPIX && ksz >= 8 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
+}
+
+/// The requantization of one output channel, `mbqm(acc, mult, shift)`, as one
+/// 64-bit multiply-add and shift for the usual parameters (`mult ≥ 0`,
+/// `shift ≤ 0`).
+///
+/// With `P = acc·mult` and `e = −shift`, MBQM is `v = ⌊(P + 2^30)/2^31⌋` then
+/// `⌊(v + 2^(e−1))/2^e⌋` for `v ≥ 0` and `⌊(v + 2^(e−1) − 1)/2^e⌋` for `v < 0`
+/// (gemmlowp's rounding divide; `v` itself for `e = 0`). Nested floor divisions
+/// by positive integers merge, `⌊(⌊a/b⌋ + c)/d⌋ = ⌊(a + c·b)/(b·d)⌋`, so the result
+/// is `⌊(P + K)/2^(31+e)⌋` with `K = 2^30 + 2^(30+e)`, less `2^31` when `v < 0`.
+/// For `mult ≥ 0`, `v < 0` implies `acc < 0`, and when `acc < 0` but `v ≥ 0`
+/// (`−2^30 ≤ P < 0`) both constants give 0 for `e ≥ 1`, so the sign of `acc` picks
+/// the constant. `|P + K| < 2^63`, and `⌊(P + K)/2^(31+e)⌋` is the high word of
+/// `P + K` shifted right by `e − 1`. Other parameters (`e = 0`, a left shift, a
+/// negative multiplier) go through [`mbqm`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutRq {
+    kpos: i64,
+    kneg: i64,
+    m: i32,
+    e1: u32,
+    mult: i32,
+    shift: i32,
+    fast: bool,
+}
+
+impl OutRq {
+    /// Prepares `(mult, shift)`.
+    #[inline(always)]
+    pub fn new(mult: i32, shift: i32) -> Self {
+        let e = (-shift.clamp(-31, 30)).clamp(1, 31) as u32;
+        let kpos = (1i64 << 30) + (1i64 << (30 + e));
+        let kneg = kpos - (1i64 << 31);
+        OutRq { kpos, kneg, m: mult, e1: e - 1, mult, shift, fast: mult >= 0 && shift < 0 }
+    }
+
+    /// `mbqm(acc, mult, shift)`.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i32 {
+        if self.fast {
+            let k = if acc < 0 { self.kneg } else { self.kpos };
+            (((acc as i64 * self.m as i64 + k) >> 32) as i32) >> self.e1
+        } else {
+            mbqm(acc, self.mult, self.shift)
+        }
+    }
 }
 
 /// One pixel's raw window chunk: `[k0, k0 + len)` of its `[kh][kw][ic]` window,
@@ -85,8 +151,16 @@ fn gather(
     }
 }
 
-/// [`gather`] and [`columns`] in one pass, for `ic % 4 == 0` and a chunk length
-/// that is a multiple of 8: every source run then starts at a 4-element group.
+/// Pixel `px`'s words of the groups in `col` (the pixel's pair in each group of
+/// [`GW`] words).
+#[inline(always)]
+fn pixel_words(col: &mut [u32], px: usize) -> impl Iterator<Item = &mut [u32]> {
+    col.get_mut(2 * px..).unwrap_or(&mut []).chunks_mut(GW)
+}
+
+/// [`gather`] straight into pixel `px`'s column words, for `ic % 4 == 0` (every
+/// source run then covers whole groups of 4 elements); the groups from `len` up
+/// to `lenp` are zero.
 #[allow(clippy::too_many_arguments)]
 fn gather_columns(
     x: &[i8],
@@ -95,17 +169,23 @@ fn gather_columns(
     pos: Option<(isize, isize)>,
     k0: usize,
     len: usize,
+    lenp: usize,
     px: usize,
     col: &mut [u32],
 ) {
-    let zp = p.in_zp;
-    let groups = col.get_mut(..len / 4 * 8).unwrap_or(&mut []);
-    let Some((iy0, ix0)) = pos else {
-        for d in groups.chunks_exact_mut(8) {
-            if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
-                (*d0, *d1) = (0, 0);
+    let groups = col.get_mut(..lenp / 4 * GW).unwrap_or(&mut []);
+    let zz = (p.in_zp as u16 as u32) * 0x0001_0001;
+    let fill = |dst: &mut [u32], v: u32| {
+        for d in pixel_words(dst, px) {
+            if let [d0, d1, ..] = d {
+                (*d0, *d1) = (v, v);
             }
         }
+    };
+    let (head, pad) = groups.split_at_mut((len / 4 * GW).min(groups.len()));
+    fill(pad, 0);
+    let Some((iy0, ix0)) = pos else {
+        fill(head, 0);
         return;
     };
     let row = p.kw * ic;
@@ -120,7 +200,7 @@ fn gather_columns(
         let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
         let n = end - k;
         let g0 = (k - k0) / 4;
-        let dst = groups.get_mut(g0 * 8..(g0 + n / 4) * 8).unwrap_or(&mut []);
+        let dst = head.get_mut(g0 * GW..(g0 + n / 4) * GW).unwrap_or(&mut []);
         let inside = row_in && ix >= 0 && (ix as usize) < wd;
         let src = if inside {
             let off = (iy as usize * wd + ix as usize) * ic + i;
@@ -129,36 +209,20 @@ fn gather_columns(
             None
         };
         match src {
-            Some(s) => {
-                for (d, q) in dst.chunks_exact_mut(8).zip(s.chunks_exact(4)) {
-                    let &[q0, q1, q2, q3] = q else { continue };
-                    let word = u32::from_le_bytes([q0 as u8, q1 as u8, q2 as u8, q3 as u8]);
-                    if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
-                        (*d0, *d1) = kern::split(word, zp);
-                    }
-                }
-            }
-            None => {
-                for d in dst.chunks_exact_mut(8) {
-                    if let Some([d0, d1]) = d.get_mut(2 * px..2 * px + 2) {
-                        (*d0, *d1) = (0, 0);
-                    }
-                }
-            }
+            Some(s) => kern::ext_run(s, dst.get_mut(2 * px..).unwrap_or(&mut []), n / 4),
+            None => fill(dst, zz),
         }
         k = end;
     }
 }
 
-/// Converts pixel `px`'s raw chunk (`n8·8` elements) into its column words.
+/// Converts pixel `px`'s raw chunk (a multiple of 4 elements) into its column words.
 #[inline]
-fn columns(raw: &[i8], px: usize, zp: i32, n8: usize, col: &mut [u32]) {
-    for (g, q) in raw.chunks_exact(4).take(2 * n8).enumerate() {
-        let &[q0, q1, q2, q3] = q else { continue };
-        let word = u32::from_le_bytes([q0 as u8, q1 as u8, q2 as u8, q3 as u8]);
-        let (a, b) = kern::split(word, zp);
-        if let Some([d0, d1]) = col.get_mut(g * 8 + 2 * px..g * 8 + 2 * px + 2) {
-            (*d0, *d1) = (a, b);
+fn columns(raw: &[i8], px: usize, col: &mut [u32]) {
+    for (d, q) in pixel_words(col, px).zip(raw.chunks_exact(4)) {
+        if let ([d0, d1, ..], &[q0, q1, q2, q3]) = (d, q) {
+            let word = u32::from_le_bytes([q0 as u8, q1 as u8, q2 as u8, q3 as u8]);
+            (*d0, *d1) = kern::ext(word);
         }
     }
 }
@@ -180,26 +244,29 @@ pub fn conv2d_im2col(
     let ic = in_shape[2];
     let ksz = p.kh * p.kw * ic;
     let npix = oh * ow;
-    if oc == 0 || ksz == 0 {
+    if oc == 0 || ksz == 0 || npix == 0 {
         return;
     }
     let zp = p.in_zp;
-    let mut raw = [[0i8; KC]; PIX];
     let mut col = [0u32; COL_WORDS];
+    let mut raw = [0i8; KC];
+    let mut wpad = [0i8; KC];
+    let mut part = [[0i32; PIX]; BLOCK];
     let chunks = ksz.div_ceil(KC);
-    // Whole 4-element groups from the input, and no tail (the raw chunk is unused).
-    let fused = ic % 4 == 0 && ksz % 8 == 0;
+    let fused = ic % 4 == 0;
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
-        let mut k = [(0i32, Rq::default()); BLOCK];
+        // Per channel: bias − zp·Σw and the requantization.
+        let mut k = [(0i32, OutRq::default()); BLOCK];
         for (j, kj) in k.iter_mut().enumerate().take(cn) {
             let o = c0 + j;
-            *kj = (le_i32(bias, o), Rq::new(le_i32(mult, o), le_i32(shift, o)));
+            let sw = kern::sum_i8(w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]));
+            let b = le_i32(bias, o).wrapping_sub(zp.wrapping_mul(sw));
+            *kj = (b, OutRq::new(le_i32(mult, o), le_i32(shift, o)));
         }
         let mut q0 = 0;
         while q0 < npix {
-            let mut acc = [[0i32; PIX]; BLOCK];
             let pos: [Option<(isize, isize)>; PIX] = core::array::from_fn(|i| {
                 let q = q0 + i;
                 (q < npix).then(|| {
@@ -207,42 +274,47 @@ pub fn conv2d_im2col(
                     ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
                 })
             });
+            let valid = (npix - q0).min(PIX);
             for ch in 0..chunks {
                 let k0 = ch * KC;
                 let len = KC.min(ksz - k0);
-                let n8 = len / 8;
-                for (i, (r, &ps)) in raw.iter_mut().zip(&pos).enumerate() {
+                let lenp = len.div_ceil(KB) * KB;
+                let nb = lenp / KB;
+                for (i, &ps) in pos.iter().enumerate() {
                     if fused {
-                        gather_columns(x, in_shape, p, ps, k0, len, i, &mut col);
+                        gather_columns(x, in_shape, p, ps, k0, len, lenp, i, &mut col);
                     } else {
-                        gather(x, in_shape, p, ps, k0, len, r);
-                        columns(r, i, zp, n8, &mut col);
+                        gather(x, in_shape, p, ps, k0, len, &mut raw);
+                        raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
+                        columns(raw.get(..lenp).unwrap_or(&[]), i, &mut col);
                     }
                 }
-                if let Some(s) = col.get_mut(n8 * 16) {
+                if let Some(s) = col.get_mut(nb * KB / 4 * GW) {
                     *s = SENTINEL;
                 }
-                for (j, aj) in acc.iter_mut().enumerate().take(cn) {
+                let last = ch + 1 == chunks;
+                for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
                     let o = c0 + j;
-                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
-                    kern::dot4(&col, wc, n8, aj);
-                    // Tail of fewer than 8 elements (never with `fused`).
-                    if n8 * 8 < len {
-                        let tail = wc.get(n8 * 8..).unwrap_or(&[]);
-                        for (a, r) in aj.iter_mut().zip(&raw) {
-                            let rt = r.get(n8 * 8..len).unwrap_or(&[]);
-                            for (&xv, &wv) in rt.iter().zip(tail) {
-                                *a += (xv as i32 - zp) * wv as i32;
-                            }
+                    let mut wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
+                    if len != lenp {
+                        let (head, pad) = wpad.split_at_mut(len.min(KC));
+                        head.iter_mut().zip(wc).for_each(|(d, &s)| *d = s);
+                        pad.iter_mut().take(lenp - len).for_each(|v| *v = 0);
+                        wc = wpad.get(..lenp).unwrap_or(&[]);
+                    }
+                    let mut acc = if ch == 0 { [0; PIX] } else { *pj };
+                    kern::dot5(&col, wc, nb, &mut acc);
+                    if !last {
+                        *pj = acc;
+                        continue;
+                    }
+                    let mut yo = y.get_mut(q0 * oc + o..).unwrap_or(&mut []).iter_mut().step_by(oc);
+                    for &s in acc.iter().take(valid) {
+                        if let Some(yv) = yo.next() {
+                            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
+                            *yv = sat8(v, p.act_min, p.act_max);
                         }
                     }
-                }
-            }
-            for (i, q) in (q0..npix.min(q0 + PIX)).enumerate() {
-                let ypix = y.get_mut(q * oc + c0..q * oc + c0 + cn).unwrap_or(&mut []);
-                for ((yv, &(b, rq)), aj) in ypix.iter_mut().zip(&k).zip(&acc) {
-                    let s = aj.get(i).copied().unwrap_or(0);
-                    *yv = sat8(p.out_zp + rq.apply(b.wrapping_add(s)), p.act_min, p.act_max);
                 }
             }
             q0 += PIX;
@@ -284,14 +356,14 @@ pub fn conv2d_im2col_wide(
 /// sign-extended to i16 (`SXTL`), then `SMLAL`/`SMLAL2` widening i16 products into
 /// i32 lanes for each pixel; exact, as every partial sum.
 #[cfg(target_arch = "aarch64")]
-fn dot4_neon(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
+fn dot4_neon(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
     use core::arch::aarch64::*;
     let n = wc.len().min(KC);
     let n8 = n / 8 * 8;
     // SAFETY: NEON is part of the aarch64 baseline; every load reads 8 elements at
     // k with k + 8 ≤ n, which bounds `wc` and each column (KC).
     unsafe {
-        let mut v = [vdupq_n_s32(0); PIX];
+        let mut v = [vdupq_n_s32(0); WPIX];
         let mut k = 0;
         while k < n8 {
             let w16 = vmovl_s8(vld1_s8(wc.as_ptr().add(k)));
@@ -337,13 +409,13 @@ unsafe fn wide_avx2(
 }
 
 /// Columns of the wide kernel: `x − in_zp` per pixel, contiguous in `k`.
-type Cols = [[i16; KC]; PIX];
+type Cols = [[i16; KC]; WPIX];
 
 /// `acc[p] += Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements: weights
 /// widened once, then four widening i16 dot products (vectorized by LLVM).
 #[inline(always)]
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
+fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
     let mut wbuf = [0i16; KC];
     for (d, &v) in wbuf.iter_mut().zip(wc) {
         *d = v as i16;
@@ -363,11 +435,11 @@ fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
 /// The CPU must support AVX2.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
-unsafe fn dot4_avx2(col: &Cols, wc: &[i8], acc: &mut [i32; PIX]) {
+unsafe fn dot4_avx2(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
     use core::arch::x86_64::*;
     let n = wc.len().min(KC);
     let n16 = n / 16 * 16;
-    let mut v = [_mm256_setzero_si256(); PIX];
+    let mut v = [_mm256_setzero_si256(); WPIX];
     let mut k = 0;
     while k < n16 {
         // SAFETY: k + 16 ≤ n, which bounds both `wc` and every column (KC).
@@ -403,7 +475,7 @@ fn wide(
     bias: &[u8],
     mult: &[u8],
     shift: &[u8],
-    dot4: impl Fn(&Cols, &[i8], &mut [i32; PIX]),
+    dot4: impl Fn(&Cols, &[i8], &mut [i32; WPIX]),
 ) {
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
@@ -412,7 +484,7 @@ fn wide(
     }
     let zp = p.in_zp as i16;
     let mut raw = [0i8; KC];
-    let mut col: Cols = [[0i16; KC]; PIX];
+    let mut col: Cols = [[0i16; KC]; WPIX];
     let chunks = ksz.div_ceil(KC);
     let mut c0 = 0;
     while c0 < oc {
@@ -424,7 +496,7 @@ fn wide(
         }
         let mut q0 = 0;
         while q0 < npix {
-            let mut acc = [[0i32; PIX]; BLOCK];
+            let mut acc = [[0i32; WPIX]; BLOCK];
             for ch in 0..chunks {
                 let k0 = ch * KC;
                 let len = KC.min(ksz - k0);
@@ -445,14 +517,14 @@ fn wide(
                     dot4(&col, wc, aj);
                 }
             }
-            for (i, q) in (q0..npix.min(q0 + PIX)).enumerate() {
+            for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
                 let ypix = y.get_mut(q * oc + c0..q * oc + c0 + cn).unwrap_or(&mut []);
                 for ((yv, &(b, rq)), aj) in ypix.iter_mut().zip(&k).zip(&acc) {
                     let s = aj.get(i).copied().unwrap_or(0);
                     *yv = sat8(p.out_zp + rq.apply(b.wrapping_add(s)), p.act_min, p.act_max);
                 }
             }
-            q0 += PIX;
+            q0 += WPIX;
         }
         c0 += cn;
     }
@@ -461,31 +533,52 @@ fn wide(
 /// Portable column kernel (hosts, and the reference for the DSP one).
 #[allow(dead_code)]
 mod generic {
-    use super::SENTINEL;
+    use super::{GW, KB, PIX, SENTINEL};
 
-    /// `(x0 − zp, x2 − zp)` and `(x1 − zp, x3 − zp)` as halfword pairs.
+    /// `(x0, x2)` and `(x1, x3)` of a little-endian word of int8, as halfword pairs.
     #[inline]
-    pub fn split(word: u32, zp: i32) -> (u32, u32) {
+    pub fn ext(word: u32) -> (u32, u32) {
         let [b0, b1, b2, b3] = word.to_le_bytes();
-        let h = |b: u8| ((b as i8 as i32 - zp) as u16) as u32;
+        let h = |b: u8| (b as i8 as i16 as u16) as u32;
         (h(b0) | h(b2) << 16, h(b1) | h(b3) << 16)
     }
 
-    /// Adds `Σ_k col[p][k]·w[k]` over `n8` groups of 8 elements to `acc[p]`,
-    /// stopping early at a sentinel group as the DSP loop does.
+    /// For `g < n`: words `g·GW` and `g·GW + 1` of `dst` are [`ext`] of word `g`
+    /// of `src`.
     #[inline]
-    pub fn dot4(col: &[u32], w: &[i8], n8: usize, acc: &mut [i32; 4]) {
+    pub fn ext_run(src: &[i8], dst: &mut [u32], n: usize) {
+        for (d, q) in dst.chunks_mut(GW).zip(src.chunks_exact(4)).take(n) {
+            if let ([d0, d1, ..], &[q0, q1, q2, q3]) = (d, q) {
+                let word = u32::from_le_bytes([q0 as u8, q1 as u8, q2 as u8, q3 as u8]);
+                (*d0, *d1) = ext(word);
+            }
+        }
+    }
+
+    /// `Σ w`.
+    #[inline]
+    pub fn sum_i8(w: &[i8]) -> i32 {
+        w.iter().map(|&v| v as i32).sum()
+    }
+
+    /// Adds `Σ_k col[p][k]·w[k]` over `nb` blocks of [`KB`] elements to `acc[p]`,
+    /// stopping early at a block whose first word is the sentinel, as the DSP loop
+    /// does.
+    #[inline]
+    pub fn dot5(col: &[u32], w: &[i8], nb: usize, acc: &mut [i32; PIX]) {
         let lo = |v: u32| v as u16 as i16 as i32;
         let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
-        for (g, (c, wq)) in col.chunks_exact(8).zip(w.chunks_exact(4)).take(2 * n8).enumerate() {
-            if g % 2 == 0 && c.first() == Some(&SENTINEL) {
+        for (cb, wb) in col.chunks_exact(KB / 4 * GW).zip(w.chunks_exact(KB)).take(nb) {
+            if cb.first() == Some(&SENTINEL) {
                 return;
             }
-            let &[w0, w1, w2, w3] = wq else { return };
-            let (w0, w1, w2, w3) = (w0 as i32, w1 as i32, w2 as i32, w3 as i32);
-            for (a, uv) in acc.iter_mut().zip(c.chunks_exact(2)) {
-                let &[u, v] = uv else { return };
-                *a += lo(u) * w0 + hi(u) * w2 + lo(v) * w1 + hi(v) * w3;
+            for (c, wq) in cb.chunks_exact(GW).zip(wb.chunks_exact(4)) {
+                let &[w0, w1, w2, w3] = wq else { return };
+                let (w0, w1, w2, w3) = (w0 as i32, w1 as i32, w2 as i32, w3 as i32);
+                for (a, uv) in acc.iter_mut().zip(c.chunks_exact(2)) {
+                    let &[u, v] = uv else { return };
+                    *a += lo(u) * w0 + hi(u) * w2 + lo(v) * w1 + hi(v) * w3;
+                }
             }
         }
     }
@@ -499,127 +592,201 @@ use dsp as kern;
 
 #[cfg(ddpm_dsp)]
 mod dsp {
-    use super::SENTINEL;
+    use super::{GW, KB, PIX, SENTINEL};
     use core::arch::asm;
 
-    /// `(x0 − zp, x2 − zp)` and `(x1 − zp, x3 − zp)` as halfword pairs
-    /// (`SXTB16`, `SSUB16`).
+    /// `(x0, x2)` and `(x1, x3)` as halfword pairs (`SXTB16`, `SXTB16 ROR #8`).
     #[inline(always)]
-    pub fn split(word: u32, zp: i32) -> (u32, u32) {
-        let z = (zp as u16 as u32) * 0x0001_0001;
+    pub fn ext(word: u32) -> (u32, u32) {
         let (a, b): (u32, u32);
-        // SAFETY: register-only Armv7E-M arithmetic; SSUB16 sets the GE flags,
-        // which nothing reads.
+        // SAFETY: register-only Armv7E-M arithmetic; no memory, stack or flags.
         unsafe {
             asm!(
                 "sxtb16 {a}, {v}",
                 "sxtb16 {b}, {v}, ror #8",
-                "ssub16 {a}, {a}, {z}",
-                "ssub16 {b}, {b}, {z}",
                 v = in(reg) word,
-                z = in(reg) z,
                 a = out(reg) a,
-                b = out(reg) b,
-                options(pure, nomem, nostack),
+                b = lateout(reg) b,
+                options(pure, nomem, nostack, preserves_flags),
             )
         };
         (a, b)
     }
 
-    /// As `generic::dot4`: 8 elements × 4 pixels per iteration, one weight word
-    /// loaded and sign-extended per 4 elements, 4-word `LDM`s of columns,
-    /// 16 `SMLAD`s; the loop ends at the sentinel group.
+    /// As `generic::ext_run`: `LDR`, two `SXTB16`, `STRD` per word.
     #[inline(always)]
-    pub fn dot4(col: &[u32], w: &[i8], n8: usize, acc: &mut [i32; 4]) {
-        // The loop reads n8·16 + 4 column words (through the sentinel group's first
-        // LDM) and n8·8 weight bytes; it stops at the first sentinel, which the
-        // caller wrote at word n8·16 (and which no earlier group can hold).
-        if n8 == 0
-            || col.len() < n8 * 16 + 4
-            || w.len() < n8 * 8
-            || col.get(n8 * 16) != Some(&SENTINEL)
-        {
-            return super::generic::dot4(col, w, n8, acc);
+    pub fn ext_run(src: &[i8], dst: &mut [u32], n: usize) {
+        const _: () = assert!(GW * 4 == 40);
+        if n == 0 || src.len() < 4 * n || dst.len() < (n - 1) * GW + 2 {
+            return super::generic::ext_run(src, dst, n);
         }
-        let [mut a0, mut a1, mut a2, mut a3] = *acc;
-        // SAFETY: reads stay inside `col` and `w` (checked above: the loop runs at
-        // most n8 times because word n8·16 is the sentinel); only the listed
-        // registers are written; SMLAD's Q flag and CMP's flags are not relied on
-        // outside the block.
+        // SAFETY: reads 4·n bytes of `src` and writes words g·GW, g·GW + 1 for
+        // g < n of `dst`, all in bounds (checked above); STRD needs 4-byte
+        // alignment, which `u32` has; LDR may be unaligned on Armv7E-M.
         unsafe {
             asm!(
-                "ldm {px}!, {{r0, r1, r2, r3}}",
                 "2:",
-                "ldr r4, [{pw}], #4",
-                "sxtb16 r5, r4",
-                "sxtb16 r4, r4, ror #8",
-                "smlad {a0}, r0, r5, {a0}",
-                "smlad {a0}, r1, r4, {a0}",
-                "smlad {a1}, r2, r5, {a1}",
-                "smlad {a1}, r3, r4, {a1}",
-                "ldm {px}!, {{r0, r1, r2, r3}}",
-                "smlad {a2}, r0, r5, {a2}",
-                "smlad {a2}, r1, r4, {a2}",
-                "smlad {a3}, r2, r5, {a3}",
-                "smlad {a3}, r3, r4, {a3}",
-                "ldm {px}!, {{r0, r1, r2, r3}}",
-                "ldr r4, [{pw}], #4",
-                "sxtb16 r5, r4",
-                "sxtb16 r4, r4, ror #8",
-                "smlad {a0}, r0, r5, {a0}",
-                "smlad {a0}, r1, r4, {a0}",
-                "smlad {a1}, r2, r5, {a1}",
-                "smlad {a1}, r3, r4, {a1}",
-                "ldm {px}!, {{r0, r1, r2, r3}}",
-                "smlad {a2}, r0, r5, {a2}",
-                "smlad {a2}, r1, r4, {a2}",
-                "smlad {a3}, r2, r5, {a3}",
-                "smlad {a3}, r3, r4, {a3}",
-                "ldm {px}!, {{r0, r1, r2, r3}}",
+                "ldr {t}, [{s}], #4",
+                "sxtb16 {a}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "strd {a}, {t}, [{d}], #40",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                s = inout(reg) src.as_ptr() => _,
+                d = inout(reg) dst.as_mut_ptr() => _,
+                n = inout(reg) n => _,
+                t = out(reg) _,
+                a = out(reg) _,
+                options(nostack),
+            )
+        };
+    }
+
+    /// `Σ w`: per word, `USADA8` of the bytes flipped to unsigned (`b ^ 0x80 = b + 128`).
+    #[inline(always)]
+    pub fn sum_i8(w: &[i8]) -> i32 {
+        let mut q = w.chunks_exact(4);
+        let mut s: u32 = 0;
+        let mut n: u32 = 0;
+        for c in &mut q {
+            let &[b0, b1, b2, b3] = c else { continue };
+            let v = u32::from_le_bytes([b0 as u8, b1 as u8, b2 as u8, b3 as u8]) ^ 0x8080_8080;
+            // SAFETY: register-only Armv7E-M arithmetic; no memory, stack or flags.
+            unsafe {
+                asm!(
+                    "usada8 {s}, {v}, {z}, {s}",
+                    s = inout(reg) s,
+                    v = in(reg) v,
+                    z = in(reg) 0u32,
+                    options(pure, nomem, nostack, preserves_flags),
+                )
+            };
+            n += 4;
+        }
+        (s.wrapping_sub(128 * n) as i32) + super::generic::sum_i8(q.remainder())
+    }
+
+    /// One group of 4 window elements × 5 pixels: a weight word split into its
+    /// even and odd bytes, 10 column words in two `LDM`s, 10 `SMLAD`s; ends with
+    /// the `LDM` of the next group's first 5 words.
+    macro_rules! group {
+        () => {
+            concat!(
+                "ldr r5, [r7], #4\n",
+                "sxtb16 r6, r5\n",
+                "sxtb16 r5, r5, ror #8\n",
+                "smlad r8, r0, r6, r8\n",
+                "smlad r8, r1, r5, r8\n",
+                "smlad r9, r2, r6, r9\n",
+                "smlad r9, r3, r5, r9\n",
+                "smlad r10, r4, r6, r10\n",
+                "ldm lr!, {{r0-r4}}\n",
+                "smlad r10, r0, r5, r10\n",
+                "smlad r11, r1, r6, r11\n",
+                "smlad r11, r2, r5, r11\n",
+                "smlad r12, r3, r6, r12\n",
+                "smlad r12, r4, r5, r12\n",
+                "ldm lr!, {{r0-r4}}\n",
+            )
+        };
+    }
+
+    /// As `generic::dot5`: 16 elements × 5 pixels per iteration (4 groups), the
+    /// loop ending at the sentinel block.
+    #[inline(always)]
+    pub fn dot5(col: &[u32], w: &[i8], nb: usize, acc: &mut [i32; PIX]) {
+        // The loop reads nb·4·GW + 5 column words (through the sentinel group's
+        // first LDM) and nb·KB weight bytes; it stops at the first sentinel, which
+        // the caller wrote at word nb·4·GW (and which no earlier block can hold).
+        let stop = nb * (KB / 4) * GW;
+        if nb == 0 || col.len() < stop + GW || w.len() < nb * KB || col.get(stop) != Some(&SENTINEL)
+        {
+            return super::generic::dot5(col, w, nb, acc);
+        }
+        let [mut a0, mut a1, mut a2, mut a3, mut a4] = *acc;
+        // SAFETY: reads stay inside `col` and `w` (checked above: the loop runs at
+        // most nb times because word nb·4·GW is the sentinel). Every operand is an
+        // explicit register, so r6 and r7 (which cannot be operands) hold no
+        // operand; they are saved on the stack and restored. SMLAD's Q flag and
+        // CMP's flags are not relied on outside the block.
+        unsafe {
+            asm!(
+                "push {{r6, r7}}",
+                "mov r7, r0",
+                "ldm lr!, {{r0-r4}}",
+                "2:",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
                 "cmp r0, #0x80008000",
                 "bne 2b",
-                px = inout(reg) col.as_ptr() => _,
-                pw = inout(reg) w.as_ptr() => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                out("r0") _,
+                "pop {{r6, r7}}",
+                inout("lr") col.as_ptr() => _,
+                inout("r0") w.as_ptr() => _,
+                inout("r8") a0,
+                inout("r9") a1,
+                inout("r10") a2,
+                inout("r11") a3,
+                inout("r12") a4,
                 out("r1") _,
                 out("r2") _,
                 out("r3") _,
                 out("r4") _,
                 out("r5") _,
-                options(nostack, readonly),
+                options(readonly),
             )
         };
-        *acc = [a0, a1, a2, a3];
+        *acc = [a0, a1, a2, a3, a4];
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::testutil::Rng;
 
     #[test]
-    fn split_and_dot4_match_plain_sums() {
-        let mut r = crate::ops::testutil::Rng(17);
-        for n8 in 1..6 {
-            let zp = r.range(-128, 127) as i32;
-            let raw: Vec<Vec<i8>> = (0..PIX).map(|_| r.vec_i8(n8 * 8)).collect();
-            let w = r.vec_i8(n8 * 8);
-            let mut col = vec![0u32; n8 * 16 + 8];
+    fn ext_and_dot5_match_plain_sums() {
+        let mut r = Rng(17);
+        for nb in 1..6 {
+            let raw: Vec<Vec<i8>> = (0..PIX).map(|_| r.vec_i8(nb * KB)).collect();
+            let w = r.vec_i8(nb * KB);
+            let mut col = vec![0u32; nb * KB / 4 * GW + GW];
             for (p, rp) in raw.iter().enumerate() {
-                columns(rp, p, zp, n8, &mut col);
+                columns(rp, p, &mut col);
             }
-            col[n8 * 16] = SENTINEL;
-            let mut acc = [1, 2, 3, 4];
-            kern::dot4(&col, &w, n8, &mut acc);
+            col[nb * KB / 4 * GW] = SENTINEL;
+            let mut acc = [1, 2, 3, 4, 5];
+            kern::dot5(&col, &w, nb, &mut acc);
             for p in 0..PIX {
-                let want: i32 =
-                    raw[p].iter().zip(&w).map(|(&x, &v)| (x as i32 - zp) * v as i32).sum();
+                let want: i32 = raw[p].iter().zip(&w).map(|(&x, &v)| x as i32 * v as i32).sum();
                 assert_eq!(acc[p], want + p as i32 + 1);
             }
+            let sw: i32 = w.iter().map(|&v| v as i32).sum();
+            assert_eq!(kern::sum_i8(&w), sw);
+            assert_eq!(kern::sum_i8(&w[1..]), sw - w[0] as i32);
+        }
+    }
+
+    #[test]
+    fn out_rq_matches_mbqm() {
+        let mut r = Rng(23);
+        let edge = [0, 1, -1, 2, -2, 3, -3, i32::MAX, i32::MIN, 1 << 30, -(1 << 30), 12345];
+        for i in 0..400_000u32 {
+            let x = if i % 5 == 0 {
+                edge[(r.next() % 12) as usize]
+            } else {
+                (r.next() as i32) >> (i % 32)
+            };
+            let m = match i % 7 {
+                0 => edge[(r.next() % 12) as usize],
+                1 => -((r.next() as i32) | 1 << 30),
+                2 => 1 << 30,
+                _ => (r.next() as i32 & i32::MAX) | 1 << 30,
+            };
+            let sh = (r.next() % 70) as i32 - 40;
+            assert_eq!(OutRq::new(m, sh).apply(x), mbqm(x, m, sh), "x={x} m={m} sh={sh}");
         }
     }
 }
