@@ -51,6 +51,41 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
+/// Bytes of the per-block copy of zero-padded weights (single-chunk windows that
+/// are not a multiple of [`KB`], such as a 3×3 kernel on one input channel).
+const WBLK: usize = 512;
+
+/// Requantizes the sums of one output channel for up to [`PIX`] pixels and
+/// stores them `oc` bytes apart from `y[base]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store(
+    y: &mut [i8],
+    base: usize,
+    oc: usize,
+    valid: usize,
+    acc: &[i32; PIX],
+    b: i32,
+    rq: &OutRq,
+    p: &Conv2dParams,
+) {
+    let out =
+        |s: i32| sat8(p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s))), p.act_min, p.act_max);
+    if valid == PIX && base + (PIX - 1) * oc < y.len() {
+        for (i, &s) in acc.iter().enumerate() {
+            // SAFETY: base + i·oc ≤ base + (PIX − 1)·oc < y.len() (checked above).
+            unsafe { *y.get_unchecked_mut(base + i * oc) = out(s) };
+        }
+    } else {
+        let mut yo = y.get_mut(base..).unwrap_or(&mut []).iter_mut().step_by(oc);
+        for &s in acc.iter().take(valid) {
+            if let Some(yv) = yo.next() {
+                *yv = out(s);
+            }
+        }
+    }
+}
+
 /// Whether [`conv2d_im2col_wide`] handles this convolution: at least 4 output
 /// pixels, an int8 input zero point and a window of at least 8 elements.
 pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
@@ -75,7 +110,6 @@ pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutRq {
     kpos: i64,
-    kneg: i64,
     m: i32,
     e1: u32,
     mult: i32,
@@ -89,15 +123,15 @@ impl OutRq {
     pub fn new(mult: i32, shift: i32) -> Self {
         let e = (-shift.clamp(-31, 30)).clamp(1, 31) as u32;
         let kpos = (1i64 << 30) + (1i64 << (30 + e));
-        let kneg = kpos - (1i64 << 31);
-        OutRq { kpos, kneg, m: mult, e1: e - 1, mult, shift, fast: mult >= 0 && shift < 0 }
+        OutRq { kpos, m: mult, e1: e - 1, mult, shift, fast: mult >= 0 && shift < 0 }
     }
 
     /// `mbqm(acc, mult, shift)`.
     #[inline(always)]
     pub fn apply(&self, acc: i32) -> i32 {
         if self.fast {
-            let k = if acc < 0 { self.kneg } else { self.kpos };
+            // kneg = kpos − 2^31: add the sign bit of acc as a (negative) i32.
+            let k = self.kpos + (acc & i32::MIN) as i64;
             (((acc as i64 * self.m as i64 + k) >> 32) as i32) >> self.e1
         } else {
             mbqm(acc, self.mult, self.shift)
@@ -251,6 +285,8 @@ pub fn conv2d_im2col(
     let mut col = [0u32; COL_WORDS];
     let mut raw = [0i8; KC];
     let mut wpad = [0i8; KC];
+    let mut wblk = [0i8; WBLK];
+    let ksp = ksz.div_ceil(KB) * KB;
     let mut part = [[0i32; PIX]; BLOCK];
     let chunks = ksz.div_ceil(KC);
     let fused = ic % 4 == 0;
@@ -264,6 +300,17 @@ pub fn conv2d_im2col(
             let sw = kern::sum_i8(w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]));
             let b = le_i32(bias, o).wrapping_sub(zp.wrapping_mul(sw));
             *kj = (b, OutRq::new(le_i32(mult, o), le_i32(shift, o)));
+        }
+        // Small windows that are not a multiple of KB: the block's weights padded once.
+        let blk = chunks == 1 && ksp != ksz && cn * ksp <= WBLK;
+        if blk {
+            for (j, d) in wblk.chunks_exact_mut(ksp).take(cn).enumerate() {
+                let o = c0 + j;
+                let src = w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
+                let (head, pad) = d.split_at_mut(ksz);
+                head.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+                pad.iter_mut().for_each(|v| *v = 0);
+            }
         }
         let mut q0 = 0;
         while q0 < npix {
@@ -296,7 +343,9 @@ pub fn conv2d_im2col(
                 for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
                     let o = c0 + j;
                     let mut wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
-                    if len != lenp {
+                    if blk {
+                        wc = wblk.get(j * ksp..(j + 1) * ksp).unwrap_or(&[]);
+                    } else if len != lenp {
                         let (head, pad) = wpad.split_at_mut(len.min(KC));
                         head.iter_mut().zip(wc).for_each(|(d, &s)| *d = s);
                         pad.iter_mut().take(lenp - len).for_each(|v| *v = 0);
@@ -308,13 +357,7 @@ pub fn conv2d_im2col(
                         *pj = acc;
                         continue;
                     }
-                    let mut yo = y.get_mut(q0 * oc + o..).unwrap_or(&mut []).iter_mut().step_by(oc);
-                    for &s in acc.iter().take(valid) {
-                        if let Some(yv) = yo.next() {
-                            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
-                            *yv = sat8(v, p.act_min, p.act_max);
-                        }
-                    }
+                    store(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
                 }
             }
             q0 += PIX;
