@@ -158,6 +158,20 @@ fn gather(
     };
     let row = p.kw * ic;
     let k1 = k0 + len;
+    if iy0 >= 0 && iy0 as usize + p.kh <= h && ix0 >= 0 && ix0 as usize + p.kw <= wd {
+        // The whole window is inside the input: one copy per kernel row.
+        let base = (iy0 as usize * wd + ix0 as usize) * ic;
+        let mut k = k0;
+        while k < k1 {
+            let r = k / row;
+            let end = ((r + 1) * row).min(k1);
+            let off = base + r * wd * ic + (k - r * row);
+            let dst = raw.get_mut(k - k0..end - k0).unwrap_or(&mut []);
+            dst.iter_mut().zip(x.get(off..).unwrap_or(&[])).for_each(|(d, &v)| *d = v);
+            k = end;
+        }
+        return;
+    }
     let mut k = k0;
     while k < k1 {
         let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
@@ -224,6 +238,22 @@ fn gather_columns(
     };
     let row = p.kw * ic;
     let k1 = k0 + len;
+    if iy0 >= 0 && iy0 as usize + p.kh <= h && ix0 >= 0 && ix0 as usize + p.kw <= wd {
+        // The whole window is inside the input: kernel row r is the contiguous run
+        // of `row` elements at `((iy0 + r)·wd + ix0)·ic`.
+        let base = (iy0 as usize * wd + ix0 as usize) * ic;
+        let mut k = k0;
+        while k < k1 {
+            let r = k / row;
+            let end = ((r + 1) * row).min(k1);
+            let off = base + r * wd * ic + (k - r * row);
+            let g0 = (k - k0) / 4;
+            let dst = head.get_mut(g0 * GW + 2 * px..).unwrap_or(&mut []);
+            kern::ext_run(x.get(off..off + (end - k)).unwrap_or(&[]), dst, (end - k) / 4);
+            k = end;
+        }
+        return;
+    }
     let mut k = k0;
     while k < k1 {
         let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
