@@ -1,4 +1,4 @@
-//! The `sample`, `compare` and `bench` subcommands, reached through [`dispatch`].
+//! The `sample`, `compare`, `bench` and `sensitivity` subcommands, reached through [`dispatch`].
 
 use std::str::FromStr;
 
@@ -16,6 +16,7 @@ pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<()>> {
         "compare" if args.iter().any(|a| a == "--per-tensor") => None,
         "compare" => Some(crate::quality::run_compare(args)),
         "bench" => Some(crate::bench::run_bench(args)),
+        "sensitivity" => Some(crate::sensitivity::run_sensitivity(args)),
         _ => None,
     }
 }
@@ -23,7 +24,8 @@ pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<()>> {
 /// One-line usage of the subcommands here.
 pub const USAGE: &str = "converter sample (ARTIFACT | MODEL.onnx) [options]
 converter compare MODEL.onnx ARTIFACT [--json] [--plot sqnr.png] [-n N]
-converter bench ARTIFACT [--model MODEL.onnx] [--json]";
+converter bench ARTIFACT [--model MODEL.onnx] [--json]
+converter sensitivity MODEL.onnx [--per-tensor] [--json]";
 
 /// A minimal flag reader over the argument list.
 pub struct Args<'a> {

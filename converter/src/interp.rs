@@ -16,8 +16,30 @@ pub fn run(g: &Graph, input: &[f32], t: usize) -> Vec<Vec<f32>> {
 /// Like [`run`], executing only the ops with `mask[i]` (all when `None`); tensors of
 /// skipped ops stay empty.
 pub fn run_masked(g: &Graph, input: &[f32], t: usize, mask: Option<&[bool]>) -> Vec<Vec<f32>> {
+    run_inner(g, input, t, mask, &mut |_, _| {})
+}
+
+/// Like [`run`], calling `hook(tensor_id, values)` on the input and on every op's
+/// output before later ops read it (e.g. to simulate quantization).
+pub fn run_hooked(
+    g: &Graph,
+    input: &[f32],
+    t: usize,
+    hook: &mut dyn FnMut(usize, &mut [f32]),
+) -> Vec<Vec<f32>> {
+    run_inner(g, input, t, None, hook)
+}
+
+fn run_inner(
+    g: &Graph,
+    input: &[f32],
+    t: usize,
+    mask: Option<&[bool]>,
+    hook: &mut dyn FnMut(usize, &mut [f32]),
+) -> Vec<Vec<f32>> {
     let mut vals: Vec<Vec<f32>> = vec![Vec::new(); g.tensors.len()];
     vals[g.input] = input.to_vec();
+    hook(g.input, &mut vals[g.input]);
     for (i, op) in g.ops.iter().enumerate() {
         if mask.is_some_and(|m| !m[i]) {
             continue;
@@ -159,6 +181,7 @@ pub fn run_masked(g: &Graph, input: &[f32], t: usize, mask: Option<&[bool]>) -> 
                 }
             }
         }
+        hook(op.output, &mut y);
         vals[op.output] = y;
     }
     vals

@@ -22,4 +22,5 @@ pub mod quality;
 pub mod quant;
 pub mod sample;
 pub mod schedule;
+pub mod sensitivity;
 pub mod write;

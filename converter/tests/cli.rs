@@ -183,3 +183,35 @@ fn inspect_rejects_a_corrupt_artifact() {
     std::fs::write(&out, &b).unwrap();
     assert_error(&converter(&["inspect", out.to_str().unwrap()]), &["not a valid artifact"]);
 }
+
+#[test]
+fn sensitivity_reports_every_configuration_and_int16_beats_int8() {
+    let m = data("tiny_unet.onnx");
+    let o = converter(&[
+        "sensitivity",
+        m.to_str().unwrap(),
+        "--calib-trajectories",
+        "2",
+        "--eval-trajectories",
+        "1",
+        "--eval-timesteps",
+        "12",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["configs"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let med = |name: &str| {
+        let r = rows.iter().find(|r| r["config"].as_str().unwrap().starts_with(name)).unwrap();
+        let m = r["eps_sqnr_db_median"].as_f64().unwrap();
+        assert!(m.is_finite() && r["eps_sqnr_db_min"].as_f64().unwrap() <= m, "{r}");
+        m
+    };
+    // 16-bit activations have 256× finer steps on the same range: on any model the
+    // simulated ε must be clearly closer to float than with 8-bit ones.
+    assert!(med("w8 a16 everywhere") > med("w8 a8") + 6.0);
+    assert!(med("w8 (activations float)") > med("w8 a8"));
+    let bad = converter(&["sensitivity"]);
+    assert_error(&bad, &["MODEL.onnx"]);
+}
