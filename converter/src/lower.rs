@@ -66,6 +66,9 @@ struct Grouped {
     groups: usize,
     stage: Stage,
     excl: bool,
+    /// Logical dims and strides of the view the group norm was entered from, so the
+    /// exit reshape can restore that view (e.g. `[1, C, H·W]` in attention blocks).
+    entry: (Vec<usize>, Vec<usize>),
 }
 
 #[derive(Clone, Debug)]
@@ -192,6 +195,30 @@ impl<'a> Ctx<'a> {
     fn spatial_full(&self, v: &View) -> Option<(usize, usize, usize)> {
         let (c, h, w, off) = self.spatial(v)?;
         (off == 0 && c == self.g.tensors[v.t].c).then_some((c, h, w))
+    }
+
+    /// `(c, h, w)` when `v` covers its whole tensor in channel-major order: the
+    /// channel axis first, then the pixels in row-major order (e.g. `[1, C, H·W]`).
+    fn channel_major(&self, v: &View) -> Option<(usize, usize, usize)> {
+        let tt = &self.g.tensors[v.t];
+        if v.off != 0 || v.numel() != tt.len() {
+            return None;
+        }
+        let nz: Vec<(usize, usize)> =
+            v.dims.iter().zip(&v.strides).filter(|(d, _)| **d > 1).map(|(&d, &s)| (d, s)).collect();
+        let pix = match nz.first() {
+            Some(&(c, 1)) if tt.c > 1 && c == tt.c => &nz[1..],
+            _ if tt.c == 1 => &nz[..],
+            _ => return None,
+        };
+        let mut want = tt.c;
+        for &(d, s) in pix.iter().rev() {
+            if s != want {
+                return None;
+            }
+            want *= d;
+        }
+        (want == tt.len()).then_some((tt.c, tt.h, tt.w))
     }
 
     fn covers_whole(&self, v: &View) -> bool {
@@ -546,20 +573,25 @@ impl<'a> Ctx<'a> {
                     .iter()
                     .map(|d| d.to_usize().map_err(|e| anyhow!("{e:?}")))
                     .collect::<Result<_>>()?;
-                // Group-norm entry: a whole image [1, C, H, W] reshaped to [1, G, C/G·H·W].
+                // Group-norm entry: a whole image [1, C, H, W] (or any channel-major view
+                // of it, such as [1, C, H·W]) reshaped to [1, G, C/G·H·W].
                 let out = shape_of(self.model, OutletId::new(node.id, 0))?;
-                if let (Some((c, h, w)), [1, g, x]) = (self.spatial_full(&v), out.as_slice()) {
+                let whole = self
+                    .spatial_full(&v)
+                    .filter(|_| v.dims.len() == 4)
+                    .or_else(|| self.channel_major(&v));
+                if let (Some((c, h, w)), [1, g, x]) = (whole, out.as_slice()) {
                     let reduced = node.outputs[0]
                         .successors
                         .iter()
                         .any(|s| self.model.node(s.node).op_is::<Reduce>());
-                    if c % g == 0 && g * x == c * h * w && (*g != c || reduced) && v.dims.len() == 4
-                    {
+                    if c % g == 0 && g * x == c * h * w && (*g != c || reduced) {
                         return Ok(Val::Group(Grouped {
                             t: v.t,
                             groups: *g,
                             stage: Stage::Raw,
                             excl,
+                            entry: (v.dims.clone(), norm_strides(&v.dims, &v.strides)),
                         }));
                     }
                 }
@@ -568,6 +600,17 @@ impl<'a> Ctx<'a> {
             }
             (Val::Group(g), AxisOp::Reshape(_, from, to)) if g.stage == Stage::Normed => {
                 let shape = shape_of(self.model, OutletId::new(node.id, 0))?;
+                if shape == g.entry.0 && g.entry.0.len() != 4 {
+                    // back to the channel-major view the group norm was entered from
+                    let (dims, strides) = g.entry.clone();
+                    return Ok(Val::Act(View {
+                        t: g.t,
+                        dims,
+                        strides,
+                        off: 0,
+                        excl: g.excl && in_excl,
+                    }));
+                }
                 let v = self.tensor_view(g.t, &shape, g.excl && in_excl);
                 ensure!(
                     self.spatial_full(&v).is_some(),
@@ -590,7 +633,13 @@ impl<'a> Ctx<'a> {
             beta: vec![0.0; tt.c],
         };
         self.push(kind, vec![g.t], y, &node.name);
-        Grouped { t: y, groups: g.groups, stage: Stage::Normed, excl: self.excl_out(node) }
+        Grouped {
+            t: y,
+            groups: g.groups,
+            stage: Stage::Normed,
+            excl: self.excl_out(node),
+            entry: g.entry,
+        }
     }
 
     fn conv(&mut self, node: &TypedNode, c: &Conv, excl: bool) -> Result<Val> {
@@ -720,30 +769,58 @@ impl<'a> Ctx<'a> {
         excl: bool,
         out_shape: &[usize],
     ) -> Result<Val> {
+        // The contracted axes, in the activation's order (several when heads × head
+        // width are contracted at once, as in a multi-head attention's output
+        // projection), must merge into its channel axis.
         let contracted: Vec<char> =
             sx.iter().copied().filter(|c| sw.contains(c) && !so.contains(c)).collect();
+        ensure!(!contracted.is_empty(), "a linear einsum needs a contracted axis");
+        let mut ic = 1;
+        let mut inner = 1;
+        for &c in contracted.iter().rev() {
+            let i = sx.iter().position(|&a| a == c).unwrap_or(0);
+            if x.dims[i] > 1 {
+                ensure!(
+                    x.strides[i] == inner,
+                    "the contracted axes {contracted:?} are not the channel axis of the activation"
+                );
+                inner *= x.dims[i];
+            }
+            ic *= x.dims[i];
+        }
         ensure!(
-            contracted.len() == 1,
-            "a linear einsum needs exactly one contracted axis, found {contracted:?}"
+            sw.len() == contracted.len() + 1,
+            "einsum weights of rank {}; expected [out] plus the contracted axes {contracted:?}",
+            sw.len()
         );
-        let k = contracted[0];
-        let kx = sx.iter().position(|&c| c == k).unwrap_or(0);
-        ensure!(
-            x.strides[kx] == 1 || x.dims[kx] == 1,
-            "the contracted axis is not the channel axis of the activation"
-        );
-        ensure!(sw.len() == 2, "einsum weights of rank {}; expected [out, in]", sw.len());
-        let o = *sw.iter().find(|&&c| c != k).unwrap_or(&k);
+        let o = *sw.iter().find(|c| !contracted.contains(c)).unwrap_or(&contracted[0]);
         ensure!(
             so.contains(&o) && !sx.contains(&o),
             "einsum weight axis {o} must be an output axis"
         );
+        // row-major strides of the weight tensor, per axis letter
+        let wsh = w.shape().to_vec();
+        let wst = |c: char| {
+            let i = sw.iter().position(|&a| a == c).unwrap_or(0);
+            wsh[i + 1..].iter().product::<usize>()
+        };
+        for &c in &contracted {
+            let (i, j) = (
+                sx.iter().position(|&a| a == c).unwrap_or(0),
+                sw.iter().position(|&a| a == c).unwrap_or(0),
+            );
+            ensure!(
+                x.dims[i] == wsh[j],
+                "einsum axis {c}: activation {} vs weight {}",
+                x.dims[i],
+                wsh[j]
+            );
+        }
         let tt = self.g.tensors[x.t].clone();
         let ct = tt.c;
-        let ic = x.dims[kx];
         ensure!(x.off < ct && x.off + ic <= ct, "einsum input view is not a channel slice");
         for (i, &c) in sx.iter().enumerate() {
-            if c != k && x.dims[i] > 1 {
+            if !contracted.contains(&c) && x.dims[i] > 1 {
                 ensure!(so.contains(&c), "einsum sums over activation axis {c}");
                 ensure!(
                     x.strides[i].is_multiple_of(ct),
@@ -751,17 +828,27 @@ impl<'a> Ctx<'a> {
                 );
             }
         }
-        let npix: usize =
-            sx.iter().zip(&x.dims).filter(|(c, _)| **c != k).map(|(_, d)| d).product();
+        let npix: usize = sx
+            .iter()
+            .zip(&x.dims)
+            .filter(|(c, _)| !contracted.contains(c))
+            .map(|(_, d)| d)
+            .product();
         ensure!(npix == tt.h * tt.w, "einsum over a subset of the pixels");
         let wf = floats(&w, "linear weights")?;
-        let ko = sw.iter().position(|&c| c == k).unwrap_or(0);
-        let oc = w.shape()[1 - ko];
+        let oc = wsh[sw.iter().position(|&a| a == o).unwrap_or(0)];
+        // weight offset of each input channel (the contracted axes merged, x's order)
+        let mut in_off = vec![0usize];
+        for &c in &contracted {
+            let d = x.dims[sx.iter().position(|&a| a == c).unwrap_or(0)];
+            let s = wst(c);
+            in_off = in_off.iter().flat_map(|&b| (0..d).map(move |j| b + j * s)).collect();
+        }
+        let so_w = wst(o);
         let mut weights = vec![0f32; oc * ct];
         for oi in 0..oc {
-            for ii in 0..ic {
-                let src = if ko == 1 { oi * ic + ii } else { ii * oc + oi };
-                weights[oi * ct + x.off + ii] = wf[src];
+            for (ii, &off) in in_off.iter().enumerate() {
+                weights[oi * ct + x.off + ii] = wf[oi * so_w + off];
             }
         }
         let y = self.new_tensor(&node.name, tt.h, tt.w, oc);
@@ -821,6 +908,38 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Follows `node`'s single-successor chain through view ops, linear layers
+    /// (einsum with constant weights) and constant adds/muls to the first NCHW image
+    /// shape; returns its `(h, w)` when a linear layer is on the way.
+    fn linear_grid_ahead(&self, node: &TypedNode) -> Option<(usize, usize)> {
+        let is_const =
+            |o: &OutletId| self.model.outlet_fact(*o).map(|f| f.konst.is_some()).unwrap_or(false);
+        let mut cur = node;
+        let mut linear = false;
+        for _ in 0..16 {
+            let succ = &cur.outputs[0].successors;
+            if succ.len() != 1 {
+                return None;
+            }
+            let next = self.model.node(succ[0].node);
+            let one_const =
+                next.inputs.len() == 2 && next.inputs.iter().filter(|o| is_const(o)).count() == 1;
+            if next.op_is::<EinSum>() && one_const {
+                linear = true;
+            } else if !(next.op_is::<AxisOp>()
+                || (one_const && matches!(next.op.name().as_ref(), "Add" | "Mul")))
+            {
+                return None;
+            }
+            let s = shape_of(self.model, OutletId::new(next.id, 0)).ok()?;
+            if s.len() == 4 && s[0] == 1 {
+                return linear.then_some((s[2], s[3]));
+            }
+            cur = next;
+        }
+        None
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn matmul(
         &mut self,
@@ -873,7 +992,18 @@ impl<'a> Ctx<'a> {
         ensure!(kd == kd2, "inner dimensions differ ({kd} vs {kd2})");
         ensure!(a.off == 0 && b.off == 0, "matmul operands must start at their tensor's origin");
         let total: usize = out_shape.iter().product();
-        let (dims_t, strides) = match self.image_consumer(node) {
+        // Rows of pixels with their channels contiguous (multi-head attention's
+        // [HW, heads, head width]) feeding a linear layer on the way back to an
+        // image: the row-major result already is that image in NHWC.
+        let grid = self.linear_grid_ahead(node).filter(|&(h, w)| {
+            let mut p = 1;
+            out_shape.iter().any(|&d| {
+                p *= d;
+                p == h * w
+            }) && total.is_multiple_of(h * w)
+        });
+        let consumer = if grid.is_some() { None } else { self.image_consumer(node) };
+        let (dims_t, strides) = match consumer {
             Some([c, h, w])
                 if c == out_shape.iter().copied().find(|&d| d > 1).unwrap_or(1)
                     && c * h * w == total =>
@@ -891,7 +1021,10 @@ impl<'a> Ctx<'a> {
                 st[first] = 1;
                 ((h, w, c), st)
             }
-            _ => ((bd, md, nd), row_major(out_shape)),
+            _ => match grid {
+                Some((h, w)) => ((h, w, total / (h * w)), row_major(out_shape)),
+                None => ((bd, md, nd), row_major(out_shape)),
+            },
         };
         let y = self.new_tensor(&node.name, dims_t.0, dims_t.1, dims_t.2);
         let yv = View { t: y, dims: out_shape.to_vec(), strides, off: 0, excl };
