@@ -69,18 +69,31 @@ fn store(
     rq: &OutRq,
     p: &Conv2dParams,
 ) {
-    let out =
-        |s: i32| sat8(p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s))), p.act_min, p.act_max);
+    let (zp, lo, hi) = (p.out_zp, p.act_min, p.act_max);
     if valid == PIX && base + (PIX - 1) * oc < y.len() {
+        if rq.fast && (-128..=hi).contains(&lo) && hi <= 127 {
+            // OutRq::apply's fast arm with the constants in registers; with
+            // −128 ≤ lo ≤ hi ≤ 127, sat8 is the clamp to [lo, hi].
+            let (kp, m, e1) = (rq.kpos, rq.m as i64, rq.e1);
+            for (i, &s) in acc.iter().enumerate() {
+                let a = b.wrapping_add(s);
+                let r = (((a as i64 * m + kp + (a & i32::MIN) as i64) >> 32) as i32) >> e1;
+                let v = zp.wrapping_add(r).max(lo).min(hi) as i8;
+                // SAFETY: base + i·oc ≤ base + (PIX − 1)·oc < y.len() (checked above).
+                unsafe { *y.get_unchecked_mut(base + i * oc) = v };
+            }
+            return;
+        }
         for (i, &s) in acc.iter().enumerate() {
-            // SAFETY: base + i·oc ≤ base + (PIX − 1)·oc < y.len() (checked above).
-            unsafe { *y.get_unchecked_mut(base + i * oc) = out(s) };
+            let v = sat8(zp.wrapping_add(rq.apply(b.wrapping_add(s))), lo, hi);
+            // SAFETY: as above.
+            unsafe { *y.get_unchecked_mut(base + i * oc) = v };
         }
     } else {
         let mut yo = y.get_mut(base..).unwrap_or(&mut []).iter_mut().step_by(oc);
         for &s in acc.iter().take(valid) {
             if let Some(yv) = yo.next() {
-                *yv = out(s);
+                *yv = sat8(zp.wrapping_add(rq.apply(b.wrapping_add(s))), lo, hi);
             }
         }
     }
