@@ -21,6 +21,17 @@ pub fn dispatch(cmd: &str, args: &[String]) -> Option<Result<()>> {
     }
 }
 
+/// The full usage of one of this module's subcommands (for `--help`).
+pub fn usage_of(cmd: &str) -> Option<String> {
+    Some(match cmd {
+        "sample" => crate::sample::SAMPLE_USAGE.to_string(),
+        "compare" => crate::quality::COMPARE_USAGE.to_string(),
+        "bench" => crate::bench::BENCH_USAGE.to_string(),
+        "sensitivity" => format!("usage: {}", crate::sensitivity::USAGE),
+        _ => return None,
+    })
+}
+
 /// One-line usage of the subcommands here.
 pub const USAGE: &str = "converter sample (ARTIFACT | MODEL.onnx) [options]
 converter compare MODEL.onnx ARTIFACT [--json] [--plot sqnr.png] [-n N]

@@ -86,7 +86,14 @@ impl Args {
 fn run() -> Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = argv.first() else { bail!("{USAGE}") };
-    // sample / compare (quality report) / bench live in cli_extra.
+    if argv[1..].iter().any(|a| a == "-h" || a == "--help") {
+        match ddpm_converter::cli_extra::usage_of(cmd) {
+            Some(u) => println!("{u}"),
+            None => println!("{USAGE}\n{}", ddpm_converter::cli_extra::USAGE),
+        }
+        return Ok(());
+    }
+    // sample / compare (quality report) / bench / sensitivity live in cli_extra.
     if let Some(r) = ddpm_converter::cli_extra::dispatch(cmd, &argv[1..]) {
         return r;
     }

@@ -215,3 +215,13 @@ fn sensitivity_reports_every_configuration_and_int16_beats_int8() {
     let bad = converter(&["sensitivity"]);
     assert_error(&bad, &["MODEL.onnx"]);
 }
+
+#[test]
+fn help_prints_usage_and_succeeds_for_every_command() {
+    for cmd in ["quantize", "inspect", "sample", "compare", "bench", "sensitivity", "dump-graph"] {
+        let o = converter(&[cmd, "--help"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{cmd} --help failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains("usage:") && out.contains(cmd), "{cmd} --help printed: {out}");
+    }
+}
