@@ -48,6 +48,38 @@ fn round_shift_i128(v: i128, s: u32) -> i128 {
     }
 }
 
+/// `z[i] = clamp(round_shift_i128(p0 + i·step, 46))` to i32, for `step ≥ 0`.
+///
+/// With `P = a·2^46 + b`, `0 ≤ b < 2^46` (floor division), rounding half away
+/// from zero is `a + [b ≥ 2^45]` for `a ≥ 0` and `a + [b > 2^45]` for `a < 0`;
+/// `(a, b)` steps by `(step >> 46, step mod 2^46)` with a carry, in 64-bit words
+/// whenever `a` cannot leave ±2^61 (else in i128 as written).
+fn z_steps(p0: i128, step: i128, z: &mut [i32]) {
+    const MASK: i128 = (1 << 46) - 1;
+    const HALF: i64 = 1 << 45;
+    let (a0, a_s) = (p0 >> 46, step >> 46);
+    if a0.abs() < 1 << 60 && (0..1 << 50).contains(&a_s) && z.len() <= 256 {
+        let (mut a, mut b) = (a0 as i64, (p0 & MASK) as i64);
+        let (a_s, b_s) = (a_s as i64, (step & MASK) as i64);
+        for zv in z.iter_mut() {
+            let up = b > HALF || (b == HALF && a >= 0);
+            *zv = (a + up as i64).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            a += a_s;
+            b += b_s;
+            if b >= 2 * HALF {
+                b -= 2 * HALF;
+                a += 1;
+            }
+        }
+    } else {
+        let mut prod = p0;
+        for zv in z.iter_mut() {
+            *zv = round_shift_i128(prod, 46).clamp(i32::MIN as i128, i32::MAX as i128) as i32;
+            prod += step;
+        }
+    }
+}
+
 /// Runs group norm on `x` (`[h, w, c]`, flattened `hw × c`) into `y`.
 ///
 /// Bit-identical to [`group_norm_reference`]: the element formula depends on the
@@ -111,12 +143,8 @@ pub fn group_norm(
         let r = isqrt_u128(vv);
         let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
         // num(q)·R for the lowest q present, then + n·R per step.
-        let mut prod = ((n * (lo as i64 - 128 - in_zp as i64) - s1) as i128) * big_r;
-        let step = n as i128 * big_r;
-        for z in ztab.iter_mut().take(hi + 1).skip(lo) {
-            *z = round_shift_i128(prod, 46).clamp(i32::MIN as i128, i32::MAX as i128) as i32;
-            prod += step;
-        }
+        let prod = ((n * (lo as i64 - 128 - in_zp as i64) - s1) as i128) * big_r;
+        z_steps(prod, n as i128 * big_r, ztab.get_mut(lo..hi + 1).unwrap_or(&mut []));
         let tables = hi + 1 - lo < pixels;
         let mut j0 = 0;
         while j0 < cg {
@@ -215,6 +243,26 @@ mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
     use crate::ops::testutil::*;
+
+    #[test]
+    fn z_steps_match_i128() {
+        let mut r = Rng(29);
+        for case in 0..3000 {
+            let p0 = ((r.next() as i128) << 64 | r.next() as i128) >> (r.next() % 100 + 17);
+            let p0 = if case % 3 == 0 { p0 - p0 % (1 << 45) } else { p0 };
+            let step =
+                (((r.next() as i128) << 64 | r.next() as i128) >> (r.next() % 100 + 17)).abs();
+            let step = if case % 5 == 0 { step - step % (1 << 44) } else { step };
+            let len = r.range(0, 256) as usize;
+            let mut z = vec![0i32; len];
+            z_steps(p0, step, &mut z);
+            for (i, &zv) in z.iter().enumerate() {
+                let want = round_shift_i128(p0 + i as i128 * step, 46)
+                    .clamp(i32::MIN as i128, i32::MAX as i128) as i32;
+                assert_eq!(zv, want, "case {case} i {i}");
+            }
+        }
+    }
 
     #[test]
     fn isqrt_exact() {
