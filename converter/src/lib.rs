@@ -6,6 +6,7 @@
 //! [`inspect`] reads an artifact back; [`compare`] measures int8 against float.
 
 pub mod bench;
+pub mod board;
 pub mod calib;
 pub mod cli_extra;
 pub mod compare;

@@ -15,6 +15,7 @@ const USAGE: &str = "usage:
       [--schedule linear|cosine|quadratic] [--timesteps T] [--beta-start B] [--beta-end B]
       [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
       [--calib-method minmax|percentile|mse] [--report-sqnr N] [--quiet]
+      [--board qemu-m4|qemu-m7|pico|stm32h743|nrf52840|stm32f411|custom:FLASH,RAM]
   converter inspect ARTIFACT.ddq [--json]
   converter compare ARTIFACT.ddq MODEL.onnx --per-tensor [--steps N] [--seed S] [--min-t T]
   converter dump-graph MODEL.onnx      (tract's decluttered graph, for debugging)";
@@ -168,9 +169,11 @@ fn quantize(args: &Args) -> Result<()> {
             "--calib-method",
             "--report-sqnr",
             "--quiet",
+            "--board",
         ],
         1,
     )?;
+    let board = args.get("--board").map(ddpm_converter::board::Board::parse).transpose()?;
     let src = PathBuf::from(&args.pos[0]);
     let out = args.get("-o").map(PathBuf::from).unwrap_or_else(|| src.with_extension("ddq"));
     let d = Settings::default();
@@ -187,6 +190,9 @@ fn quantize(args: &Args) -> Result<()> {
     };
     let t0 = Instant::now();
     let c = convert::convert(&src, &opts)?;
+    if let Some(b) = &board {
+        b.check(&c.bytes)?;
+    }
     std::fs::write(&out, &c.bytes).with_context(|| format!("cannot write {}", out.display()))?;
     let secs = t0.elapsed().as_secs_f64();
     let r = inspect::report(&c.bytes)?;

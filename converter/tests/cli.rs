@@ -225,3 +225,31 @@ fn help_prints_usage_and_succeeds_for_every_command() {
         assert!(out.contains("usage:") && out.contains(cmd), "{cmd} --help printed: {out}");
     }
 }
+
+#[test]
+fn board_profiles_reject_models_that_do_not_fit_naming_the_sizes() {
+    let m = data("tiny_unet.onnx");
+    let out = tmp("board.ddq");
+    // Fits the Pico: the artifact is written.
+    let o = quantize(&m, &out, &["--board", "pico"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file());
+    let len = std::fs::metadata(&out).unwrap().len();
+    // 100 KiB of flash cannot hold the artifact plus 128 KiB of code, nor 10 KiB of
+    // RAM its arena plus a 16 KiB stack: one line names both, nothing is written.
+    let small = tmp("board-small.ddq");
+    let o = quantize(&m, &small, &["--board", "custom:100K,10K"]);
+    assert_error(
+        &o,
+        &[
+            "does not fit board custom:100K,10K",
+            &format!("artifact {len} B"),
+            "102400 B",
+            "RAM: arena",
+            "10240 B",
+        ],
+    );
+    assert!(!small.exists(), "nothing is written for a model that does not fit");
+    let o = quantize(&m, &small, &["--board", "esp32"]);
+    assert_error(&o, &["unknown board \"esp32\"", "pico", "custom:FLASH,RAM"]);
+}
