@@ -99,6 +99,66 @@ fn store(
     }
 }
 
+/// Columns of up to [`PIX`] int8 rows of at most [`KC`] elements, for other ops
+/// (MATMUL) to run the column kernel: rows of `a`, each against contiguous
+/// vectors of `b`.
+pub struct RowColumns {
+    col: [u32; COL_WORDS],
+    nb: usize,
+}
+
+impl RowColumns {
+    /// Empty columns.
+    pub fn new() -> Self {
+        RowColumns { col: [0; COL_WORDS], nb: 0 }
+    }
+
+    /// Sets the columns to `len ≤ KC` elements per row, zero-padded to
+    /// `⌈len/KB⌉·KB`: row `px` (for `px < PIX`) is `row(px, k)` for `k < len`.
+    pub fn set(&mut self, len: usize, row: impl Fn(usize, usize) -> i8) {
+        let len = len.min(KC);
+        let lenp = len.div_ceil(KB) * KB;
+        for px in 0..PIX {
+            let words = self.col.get_mut(..lenp / 4 * GW).unwrap_or(&mut []);
+            for (g, d) in pixel_words(words, px).enumerate() {
+                let mut b = [0u8; 4];
+                for (i, v) in b.iter_mut().enumerate() {
+                    let k = 4 * g + i;
+                    if k < len {
+                        *v = row(px, k) as u8;
+                    }
+                }
+                if let [d0, d1, ..] = d {
+                    (*d0, *d1) = kern::ext(u32::from_le_bytes(b));
+                }
+            }
+        }
+        self.nb = lenp / KB;
+        if let Some(s) = self.col.get_mut(self.nb * KB / 4 * GW) {
+            *s = SENTINEL;
+        }
+    }
+
+    /// Elements per row after padding; vectors given to [`dot`](Self::dot) must
+    /// have at least this many (zero beyond the rows' length).
+    pub fn padded_len(&self) -> usize {
+        self.nb * KB
+    }
+
+    /// `acc[p] = Σ_k row_p[k]·w[k]`.
+    #[inline(always)]
+    pub fn dot(&self, w: &[i8], acc: &mut [i32; PIX]) {
+        *acc = [0; PIX];
+        kern::dot5(&self.col, w, self.nb, acc);
+    }
+}
+
+impl Default for RowColumns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Whether [`conv2d_im2col_wide`] handles this convolution: at least 4 output
 /// pixels, an int8 input zero point and a window of at least 8 elements.
 pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
