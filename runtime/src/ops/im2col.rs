@@ -759,7 +759,8 @@ mod dsp {
         (a, b)
     }
 
-    /// As `generic::ext_run`: `LDR`, two `SXTB16`, `STRD` per word.
+    /// As `generic::ext_run`: `LDR`, two `SXTB16`, `STRD` per word, two words
+    /// per iteration (an odd first word on its own).
     #[inline(always)]
     pub fn ext_run(src: &[i8], dst: &mut [u32], n: usize) {
         const _: () = assert!(GW * 4 == 40);
@@ -767,21 +768,36 @@ mod dsp {
             return super::generic::ext_run(src, dst, n);
         }
         // SAFETY: reads 4·n bytes of `src` and writes words g·GW, g·GW + 1 for
-        // g < n of `dst`, all in bounds (checked above); STRD needs 4-byte
-        // alignment, which `u32` has; LDR may be unaligned on Armv7E-M.
+        // g < n of `dst`, all in bounds (checked above; n ≥ 1, and the loop
+        // counts n down to exactly 0); STRD needs 4-byte alignment, which `u32`
+        // has; LDR may be unaligned on Armv7E-M.
         unsafe {
             asm!(
-                "2:",
+                "tst {n}, #1",
+                "beq 3f",
                 "ldr {t}, [{s}], #4",
                 "sxtb16 {a}, {t}",
                 "sxtb16 {t}, {t}, ror #8",
                 "strd {a}, {t}, [{d}], #40",
                 "subs {n}, {n}, #1",
-                "bne 2b",
+                "beq 4f",
+                "3:",
+                "ldr {t}, [{s}], #4",
+                "ldr {u}, [{s}], #4",
+                "sxtb16 {a}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "strd {a}, {t}, [{d}], #40",
+                "sxtb16 {a}, {u}",
+                "sxtb16 {u}, {u}, ror #8",
+                "strd {a}, {u}, [{d}], #40",
+                "subs {n}, {n}, #2",
+                "bne 3b",
+                "4:",
                 s = inout(reg) src.as_ptr() => _,
                 d = inout(reg) dst.as_mut_ptr() => _,
                 n = inout(reg) n => _,
                 t = out(reg) _,
+                u = out(reg) _,
                 a = out(reg) _,
                 options(nostack),
             )
