@@ -51,6 +51,29 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
+/// One chunk that is the whole window, five valid pixels: channel `j` of `k`
+/// runs its weights `w[j·ws ..]` against the columns, and its outputs go to
+/// `y[base + j + i·oc]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn channels(
+    col: &[u32; COL_WORDS],
+    nb: usize,
+    w: &[i8],
+    ws: usize,
+    k: &[(i32, OutRq)],
+    y: &mut [i8],
+    base: usize,
+    oc: usize,
+    p: &Conv2dParams,
+) {
+    for (j, ((b, rq), wc)) in k.iter().zip(w.chunks(ws.max(1))).enumerate() {
+        let mut acc = [0; PIX];
+        kern::dot5(col, wc, nb, &mut acc);
+        store(y, base + j, oc, PIX, &acc, *b, rq, p);
+    }
+}
+
 /// Bytes of the per-block copy of zero-padded weights (single-chunk windows that
 /// are not a multiple of [`KB`], such as a 3×3 kernel on one input channel).
 const WBLK: usize = 512;
@@ -443,6 +466,17 @@ pub fn conv2d_im2col(
                     *s = SENTINEL;
                 }
                 let last = ch + 1 == chunks;
+                if chunks == 1 && valid == PIX && (blk || len == lenp) {
+                    // The common case, in a function of its own (few live values).
+                    let (ws, wall) = if blk {
+                        (ksp, wblk.get(..cn * ksp).unwrap_or(&[]))
+                    } else {
+                        (ksz, w.get(c0 * ksz..(c0 + cn) * ksz).unwrap_or(&[]))
+                    };
+                    let kb = k.get(..cn).unwrap_or(&[]);
+                    channels(&col, nb, wall, ws, kb, y, q0 * oc + c0, oc, p);
+                    continue;
+                }
                 for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
                     let o = c0 + j;
                     let mut wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
