@@ -51,9 +51,9 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
-/// One chunk that is the whole window, five valid pixels: channel `j` of `k`
-/// runs its weights `w[j·ws ..]` against the columns, and its outputs go to
-/// `y[base + j + i·oc]`.
+/// The last chunk of the window for five valid pixels: channel `j` of `k` runs
+/// its weights `w[j·ws ..]` against the columns, added to `init[j]` (the earlier
+/// chunks' sums, if any), and its outputs go to `y[base + j + i·oc]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn channels(
@@ -62,15 +62,35 @@ fn channels(
     w: &[i8],
     ws: usize,
     k: &[(i32, OutRq)],
+    init: Option<&[[i32; PIX]]>,
     y: &mut [i8],
     base: usize,
     oc: usize,
     p: &Conv2dParams,
 ) {
     for (j, ((b, rq), wc)) in k.iter().zip(w.chunks(ws.max(1))).enumerate() {
-        let mut acc = [0; PIX];
+        let mut acc = init.and_then(|i| i.get(j)).copied().unwrap_or([0; PIX]);
         kern::dot5(col, wc, nb, &mut acc);
         store(y, base + j, oc, PIX, &acc, *b, rq, p);
+    }
+}
+
+/// A chunk before the last: channel `j`'s sums go to (`first`) or are added to
+/// `part[j]`.
+#[inline(never)]
+fn channels_part(
+    col: &[u32; COL_WORDS],
+    nb: usize,
+    w: &[i8],
+    ws: usize,
+    part: &mut [[i32; PIX]],
+    first: bool,
+) {
+    for (pj, wc) in part.iter_mut().zip(w.chunks(ws.max(1))) {
+        if first {
+            *pj = [0; PIX];
+        }
+        kern::dot5(col, wc, nb, pj);
     }
 }
 
@@ -466,15 +486,21 @@ pub fn conv2d_im2col(
                     *s = SENTINEL;
                 }
                 let last = ch + 1 == chunks;
-                if chunks == 1 && valid == PIX && (blk || len == lenp) {
-                    // The common case, in a function of its own (few live values).
+                if valid == PIX && (blk || len == lenp) {
+                    // The common cases, in functions of their own (few live values).
                     let (ws, wall) = if blk {
                         (ksp, wblk.get(..cn * ksp).unwrap_or(&[]))
                     } else {
-                        (ksz, w.get(c0 * ksz..(c0 + cn) * ksz).unwrap_or(&[]))
+                        (ksz, w.get(c0 * ksz + k0..(c0 + cn) * ksz).unwrap_or(&[]))
                     };
-                    let kb = k.get(..cn).unwrap_or(&[]);
-                    channels(&col, nb, wall, ws, kb, y, q0 * oc + c0, oc, p);
+                    let pb = part.get_mut(..cn).unwrap_or(&mut []);
+                    if last {
+                        let kb = k.get(..cn).unwrap_or(&[]);
+                        let init = (ch > 0).then_some(&*pb);
+                        channels(&col, nb, wall, ws, kb, init, y, q0 * oc + c0, oc, p);
+                    } else {
+                        channels_part(&col, nb, wall, ws, pb, ch == 0);
+                    }
                     continue;
                 }
                 for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
