@@ -8,7 +8,8 @@
 //! plain definition (tested below against an i64 reference).
 
 use super::dot::{dot_rows, dot_rows2, sum_rows};
-use super::{le_i32, mbqm, sat8};
+use super::im2col::OutRq;
+use super::{le_i32, sat8};
 
 /// Largest kernel window (`kh·kw·ic` bytes) gathered into a stack buffer.
 const GATHER: usize = 512;
@@ -165,7 +166,8 @@ pub fn conv2d_direct(
                             sum_rows(wch(o + j).get(woff..).unwrap_or(&[]), ws, rows, len)
                         };
                         let acc = b.wrapping_add(s - p.in_zp * sw);
-                        *yv = sat8(p.out_zp + mbqm(acc, m, sh), p.act_min, p.act_max);
+                        let v = p.out_zp.wrapping_add(OutRq::new(m, sh).apply(acc));
+                        *yv = sat8(v, p.act_min, p.act_max);
                     }
                 }
             }
@@ -178,6 +180,7 @@ pub fn conv2d_direct(
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
+    use crate::ops::mbqm;
     use crate::ops::testutil::*;
 
     /// Straightforward i64 reference (no hoisting, explicit padding).
