@@ -93,6 +93,7 @@ fn load_bytes(path: &Path, bytes: &[u8], input_shape: Option<[usize; 3]>) -> Res
             fact.shape
         ),
     };
+    check_constant_shapes(path, &model)?;
     model.set_input_fact(0, f32::fact([1, chw[0], chw[1], chw[2]]).into())?;
     model.set_input_fact(1, i64::fact([1]).into())?;
     let typed = model.into_typed().map_err(|e| {
@@ -122,6 +123,39 @@ fn load_bytes(path: &Path, bytes: &[u8], input_shape: Option<[usize; 3]>) -> Res
         }
     }
     Ok(Loaded { model, image_chw: chw, sha256 })
+}
+
+/// Largest tensor (elements) a `ConstantOfShape` or `Expand` node may ask for.
+/// tract materializes such constants while typing the model, so a file of a few
+/// bytes could otherwise make the converter fill gigabytes. The shipped UNet's
+/// largest tensor has 73 728 elements.
+pub const MAX_CONST_ELEMENTS: u64 = 1 << 26;
+
+/// Rejects `ConstantOfShape`/`Expand` nodes whose constant target shape has more than
+/// [`MAX_CONST_ELEMENTS`] elements, before tract materializes them.
+fn check_constant_shapes(path: &Path, model: &InferenceModel) -> Result<()> {
+    use tract_onnx::tract_hir::ops::konst::Const;
+    for node in model.nodes() {
+        let op = node.op.name();
+        if op != "ConstantOfShape" && op != "MultiBroadcastTo" {
+            continue;
+        }
+        let Some(shape_in) = node.inputs.get(if op == "ConstantOfShape" { 0 } else { 1 }) else {
+            continue;
+        };
+        let Some(k) = model.node(shape_in.node).op_as::<Const>() else { continue };
+        let Ok(dims) = k.val().cast_to::<i64>() else { continue };
+        let Ok(dims) = dims.try_as_plain_ram().and_then(|d| d.as_slice::<i64>()) else { continue };
+        let n = dims.iter().fold(1u64, |n, &d| n.saturating_mul(d.max(0) as u64));
+        if n > MAX_CONST_ELEMENTS {
+            bail!(
+                "{}: node {:?} ({op}) would create a tensor of shape {dims:?} ({n} elements, limit {MAX_CONST_ELEMENTS})",
+                path.display(),
+                node.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The innermost cause of a tract error, on one line.
