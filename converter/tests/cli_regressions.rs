@@ -27,3 +27,25 @@ fn tract_panic_on_unsqueeze_axis_is_an_error() {
         assert_eq!(stderr.trim().lines().count(), 1, "{name}: one line expected: {stderr}");
     }
 }
+
+#[test]
+fn huge_constant_of_shape_is_rejected_before_allocation() {
+    // 937 bytes asking tract for a 792 741 888-element constant (3.2 GB of f32).
+    let name = "onnx_constant_of_shape_huge.onnx";
+    let path = regression(name);
+    assert!(path.exists(), "missing regression input {}", path.display());
+    let out_path = std::env::temp_dir().join(format!("ddpm-regression-{name}.ddq"));
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_converter"))
+        .arg("quantize")
+        .arg(&path)
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .expect("run converter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {stderr}");
+    assert!(stderr.contains("would create a tensor of shape [1376288, 64, 3, 3]"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
+    assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
+}
