@@ -5,13 +5,13 @@
 #   docs/img/sqnr.png           ε SQNR int8 vs float per timestep along float trajectories
 # and prints the compare figures (ε SQNR, PSNR, FID, recognisable fraction) and
 # the per-step bench. Usage: scripts/pictures.sh   (env: DDPM_SEED, default 1;
-# DDPM_SAMPLES, compare's -n, default 256)
+# DDPM_SAMPLES, compare's -n, default 1024)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 SEED="${DDPM_SEED:-1}"
-N="${DDPM_SAMPLES:-256}"
+N="${DDPM_SAMPLES:-1024}"
 conv() { cargo run --release -q -p ddpm-converter -- "$@"; }
 mkdir -p docs/img
 

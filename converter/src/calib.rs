@@ -59,7 +59,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { trajectories: 16, timesteps: 50, seed: 0, method: Method::Percentile }
+        Settings { trajectories: 16, timesteps: 50, seed: 0, method: Method::Mse }
     }
 }
 
@@ -172,6 +172,8 @@ pub struct TensorStats {
 }
 
 const SAMPLES_PER_RUN: usize = 512;
+/// Values the MSE range search evaluates per tensor (a strided subset).
+const MSE_SAMPLES: usize = 32_768;
 
 impl TensorStats {
     fn add(&mut self, v: &[f32]) {
@@ -200,28 +202,23 @@ impl TensorStats {
             }
             Method::Mse => {
                 // Coordinate descent over the two ends, each on a grid of 1.0 .. 0.05 of
-                // the observed extreme.
+                // the observed extreme, on at most MSE_SAMPLES evenly strided values.
+                let step = self.samples.len().div_ceil(MSE_SAMPLES).max(1);
+                let sub: Vec<f32> = self.samples.iter().step_by(step).copied().collect();
+                let samples = &sub;
                 let grid = |i: usize| 1.0 - i as f32 * 0.02375;
                 let (mut lo, mut hi) = (mn, mx);
                 for _ in 0..2 {
                     hi = (0..=40)
                         .map(|i| mx * grid(i))
                         .min_by(|a, b| {
-                            quant_mse(&self.samples, lo, *a).total_cmp(&quant_mse(
-                                &self.samples,
-                                lo,
-                                *b,
-                            ))
+                            quant_mse(samples, lo, *a).total_cmp(&quant_mse(samples, lo, *b))
                         })
                         .unwrap_or(mx);
                     lo = (0..=40)
                         .map(|i| mn * grid(i))
                         .min_by(|a, b| {
-                            quant_mse(&self.samples, *a, hi).total_cmp(&quant_mse(
-                                &self.samples,
-                                *b,
-                                hi,
-                            ))
+                            quant_mse(samples, *a, hi).total_cmp(&quant_mse(samples, *b, hi))
                         })
                         .unwrap_or(mn);
                 }
