@@ -173,7 +173,7 @@ case "${1:-}" in
         regressions || { status=1; echo "smoke: a regression input fails" >&2; }
         s1=$(mktemp -d) s2=$(mktemp -d)
         run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-60}" "$s1" || status=1
-        run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-50}" "$s2" || status=1
+        run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-45}" "$s2" || status=1
         rm -rf "$s1" "$s2"
         [ "$status" -eq 0 ] && echo "smoke: no crashes" || echo "smoke: FAILED (see fuzz/artifacts/)"
         exit "$status"
