@@ -19,6 +19,7 @@ pub mod load;
 pub mod lower;
 pub mod plan;
 pub mod png_out;
+pub mod precision;
 pub mod quality;
 pub mod quant;
 pub mod sample;
