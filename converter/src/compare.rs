@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, ensure, Result};
 use ddpm_runtime::format::multiply_by_quantized_multiplier;
-use ddpm_runtime::{Model, NoHooks};
+use ddpm_runtime::{Model, NoHooks, TensorInfo};
 
 use crate::calib::State;
 use crate::interp;
@@ -19,6 +19,18 @@ pub fn sqnr_db(reference: &[f32], approx: &[f32]) -> f64 {
     10.0 * (sig / err).log10()
 }
 
+/// True when an artifact tensor holds int16 elements (its size is two bytes per
+/// element; FORMAT.md's `TENSOR_INT16`).
+pub fn is_int16(t: &TensorInfo) -> bool {
+    t.size as u64 == 2 * t.h as u64 * t.w as u64 * t.c as u64
+}
+
+/// The raw bytes of tensor `t` inside `arena`.
+fn tensor_bytes<'b>(arena: &'b [u8], t: &TensorInfo) -> Result<&'b [u8]> {
+    let (a, b) = (t.arena_offset as usize, t.arena_offset as usize + t.size as usize);
+    arena.get(a..b).ok_or_else(|| anyhow!("tensor outside the arena ({b} > {})", arena.len()))
+}
+
 /// Runs the runtime's int8 network on `x` (NCHW f32) at `t`, feeding the input the way
 /// the sampler does (Q24 state → input multiplier); returns the arena.
 ///
@@ -31,12 +43,26 @@ pub fn run_int8(m: &Model<'_>, x: &[f32], t: usize) -> Result<Vec<u8>> {
     let inp = m.tensor_info(m.input_tensor()).map_err(|e| anyhow!("{e}"))?;
     let (mult, shift) = m.input_requant();
     let xs = interp::nchw_to_nhwc(x, c, h, w);
-    {
-        let q = m.tensor_mut(&mut arena, m.input_tensor()).map_err(|e| anyhow!("{e}"))?;
-        for (qv, &v) in q.iter_mut().zip(&xs) {
+    let wide = is_int16(&inp);
+    let (lo, hi) = if wide { (-32768, 32767) } else { (-128, 127) };
+    let q: Vec<i32> = xs
+        .iter()
+        .map(|&v| {
             let state = (v as f64 * (1u64 << m.state_frac_bits()) as f64).round() as i32;
-            *qv = (inp.zero_point + multiply_by_quantized_multiplier(state, mult, shift))
-                .clamp(-128, 127) as i8;
+            (inp.zero_point + multiply_by_quantized_multiplier(state, mult, shift)).clamp(lo, hi)
+        })
+        .collect();
+    let at = inp.arena_offset as usize;
+    let dst = arena
+        .get_mut(at..at + inp.size as usize)
+        .ok_or_else(|| anyhow!("input tensor outside the arena"))?;
+    if wide {
+        for (d, v) in dst.chunks_exact_mut(2).zip(&q) {
+            d.copy_from_slice(&(*v as i16).to_le_bytes());
+        }
+    } else {
+        for (d, v) in dst.iter_mut().zip(&q) {
+            *d = *v as i8 as u8;
         }
     }
     m.forward(&mut arena, t as u32, &mut NoHooks).map_err(|e| anyhow!("{e}"))?;
@@ -49,8 +75,13 @@ pub fn run_int8(m: &Model<'_>, x: &[f32], t: usize) -> Result<Vec<u8>> {
 /// When the tensor id is invalid.
 pub fn tensor_f32(m: &Model<'_>, arena: &[u8], id: u16) -> Result<Vec<f32>> {
     let info = m.tensor_info(id).map_err(|e| anyhow!("{e}"))?;
-    let q = m.tensor(arena, id).map_err(|e| anyhow!("{e}"))?;
-    Ok(q.iter().map(|&v| (v as i32 - info.zero_point) as f32 * info.scale).collect())
+    let b = tensor_bytes(arena, &info)?;
+    let deq = |v: i32| (v - info.zero_point) as f32 * info.scale;
+    Ok(if is_int16(&info) {
+        b.chunks_exact(2).map(|p| deq(i16::from_le_bytes([p[0], p[1]]) as i32)).collect()
+    } else {
+        b.iter().map(|&v| deq(v as i8 as i32)).collect()
+    })
 }
 
 /// ε SQNR (dB) of the int8 artifact against tract's float ε, one entry per state:
@@ -113,7 +144,11 @@ pub fn artifact_qparams(artifact: &[u8], g: &Graph) -> Result<Vec<QParams>> {
     (0..m.tensor_count())
         .map(|i| {
             let t = m.tensor_info(i).map_err(|e| anyhow!("{e}"))?;
-            Ok(QParams { scale: t.scale as f64, zero_point: t.zero_point })
+            Ok(QParams {
+                scale: t.scale as f64,
+                zero_point: t.zero_point,
+                bits: if is_int16(&t) { 16 } else { 8 },
+            })
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use ddpm_runtime::format::opcode;
 use ddpm_runtime::Model;
 use serde_json::{json, Value};
 
+use crate::compare::is_int16;
 use crate::plan;
 use crate::write::buffers;
 
@@ -19,7 +20,9 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     let mut plan_ops = Vec::new();
     for op in m.ops() {
         let shape = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| t.shape());
+        let ty = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| type_name(&t));
         let ins: Vec<_> = (0..op.n_inputs()).filter_map(|i| shape(op.input(i))).collect();
+        let in_types: Vec<_> = (0..op.n_inputs()).filter_map(|i| ty(op.input(i))).collect();
         let out = shape(op.output(0));
         let mac = m.op_macs(&op);
         macs += mac;
@@ -35,6 +38,7 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
         }
         ops.push(json!({
             "index": op.index, "op": op.name(), "inputs": ins, "output": out,
+            "input_types": in_types, "output_type": ty(op.output(0)),
             "macs": mac, "params": op_params,
         }));
         let ids: Vec<usize> =
@@ -44,6 +48,18 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     let sizes: Vec<usize> = (0..m.tensor_count())
         .map(|i| m.tensor_info(i).map(|t| t.size as usize).unwrap_or(0))
         .collect();
+    let infos: Vec<_> = (0..m.tensor_count()).filter_map(|i| m.tensor_info(i).ok()).collect();
+    let tensor_list: Vec<Value> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({
+                "id": i, "shape": t.shape(), "type": type_name(t), "bytes": t.size,
+                "arena_offset": t.arena_offset, "scale": t.scale, "zero_point": t.zero_point,
+            })
+        })
+        .collect();
+    let int16: Vec<&ddpm_runtime::TensorInfo> = infos.iter().filter(|t| is_int16(t)).collect();
     let bufs = buffers(&sizes, &plan_ops, m.input_tensor() as usize, m.output_tensor() as usize);
     let lower = plan::plan(&bufs).lower_bound;
     let kind =
@@ -65,6 +81,9 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
         "arena_lower_bound_bytes": lower,
         "macs_per_step": macs,
         "tensors": m.tensor_count(),
+        "int16_tensors": int16.len(),
+        "int16_tensor_bytes": int16.iter().map(|t| t.size as u64).sum::<u64>(),
+        "tensor_list": tensor_list,
         "image": m.image_shape(),
         "schedule": {
             "kind": kind, "timesteps": t, "frac_bits": fb,
@@ -75,11 +94,20 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     }))
 }
 
-/// Renders [`report`] as a table.
+/// `"i16"` or `"i8"`: the element type of an artifact tensor.
+pub fn type_name(t: &ddpm_runtime::TensorInfo) -> &'static str {
+    if is_int16(t) {
+        "i16"
+    } else {
+        "i8"
+    }
+}
+
+/// Renders [`report`] as a table (int16 tensors marked `:i16`).
 pub fn text(r: &Value) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:>4}  {:<17} {:<30} {:<14} {:>10}\n",
+        "{:>4}  {:<17} {:<34} {:<18} {:>10}\n",
         "#", "op", "inputs (h,w,c)", "output", "MACs"
     ));
     for op in r["ops"].as_array().into_iter().flatten() {
@@ -93,20 +121,28 @@ pub fn text(r: &Value) -> String {
                 a.get(2).cloned().unwrap_or_default()
             )
         };
-        let ins: Vec<String> = op["inputs"].as_array().into_iter().flatten().map(fmt).collect();
+        let mark = |t: &Value| if t.as_str() == Some("i16") { ":i16" } else { "" };
+        let in_types: Vec<Value> = op["input_types"].as_array().cloned().unwrap_or_default();
+        let ins: Vec<String> = op["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, v)| format!("{}{}", fmt(v), in_types.get(i).map_or("", mark)))
+            .collect();
         s.push_str(&format!(
-            "{:>4}  {:<17} {:<30} {:<14} {:>10}\n",
+            "{:>4}  {:<17} {:<34} {:<18} {:>10}\n",
             op["index"],
             op["op"].as_str().unwrap_or(""),
             ins.join(" "),
-            fmt(&op["output"]),
+            format!("{}{}", fmt(&op["output"]), mark(&op["output_type"])),
             op["macs"]
         ));
     }
     let sc = &r["schedule"];
     s.push_str(&format!(
-        "\nparams {}\nflash bytes {} (weights {}; budget 1.10 × params + {} table bytes = {})\narena bytes {} (lower bound {})\nMACs per step {}\nschedule {} T={} frac_bits {}\n",
-        r["params"], r["flash_bytes"], r["weights_bytes"], r["table_bytes"], r["flash_budget_bytes"], r["arena_bytes"], r["arena_lower_bound_bytes"],
+        "\ntensors {} ({} int16, {} bytes)\nparams {}\nflash bytes {} (weights {}; budget 1.10 × params + {} table bytes = {})\narena bytes {} (lower bound {})\nMACs per step {}\nschedule {} T={} frac_bits {}\n",
+        r["tensors"], r["int16_tensors"], r["int16_tensor_bytes"], r["params"], r["flash_bytes"], r["weights_bytes"], r["table_bytes"], r["flash_budget_bytes"], r["arena_bytes"], r["arena_lower_bound_bytes"],
         r["macs_per_step"], sc["kind"].as_str().unwrap_or("?"), sc["timesteps"], sc["frac_bits"]
     ));
     if let Some(p) = r["provenance"].as_object() {

@@ -50,6 +50,15 @@ pub fn buffers(
     b
 }
 
+/// Bytes of a tensor of `n` elements with quantization `q`.
+pub fn tensor_bytes(n: usize, q: &QParams) -> usize {
+    if q.is_i16() {
+        2 * n
+    } else {
+        n
+    }
+}
+
 /// Writes the artifact.
 ///
 /// # Errors
@@ -90,6 +99,7 @@ pub fn write_with(
             match p {
                 Param::Word(v) => params.push(v),
                 Param::Blob(Blob::I8(v)) => params.extend(b.add_weights_i8(&v).params()),
+                Param::Blob(Blob::I16(v)) => params.extend(b.add_weights_i16(&v).params()),
                 Param::Blob(Blob::I32(v)) => params.extend(b.add_weights_i32(&v).params()),
                 Param::Blob(Blob::U32(v)) => params.extend(b.add_weights_u32(&v).params()),
             }
@@ -98,21 +108,30 @@ pub fn write_with(
         let scratch = scratch_bytes(qop.opcode, &ins, sh(op.output), &params) as usize;
         descs.push((qop.opcode, params, scratch));
     }
-    let sizes: Vec<usize> = g.tensors.iter().map(|t| t.len()).collect();
+    // Buffer sizes in bytes: two per element for int16 tensors.
+    let sizes: Vec<usize> =
+        g.tensors.iter().zip(q).map(|(t, qt)| tensor_bytes(t.len(), qt)).collect();
     let ops: Vec<(Vec<usize>, usize, usize)> =
         g.ops.iter().zip(&descs).map(|(op, d)| (op.inputs.clone(), op.output, d.2)).collect();
     let bufs = buffers(&sizes, &ops, g.input, g.output);
     let p = if reuse { plan::plan(&bufs) } else { plan::no_reuse(&bufs) };
     ensure!(p.arena_bytes <= u32::MAX as usize, "arena of {} bytes", p.arena_bytes);
     for (t, x) in g.tensors.iter().enumerate() {
-        b.add_tensor(TensorDesc {
+        let d = TensorDesc {
             h: x.h as u16,
             w: x.w as u16,
             c: x.c as u16,
             arena_offset: p.offsets[t] as u32,
             zero_point: q[t].zero_point,
             scale: q[t].scale as f32,
-        });
+        };
+        if q[t].is_i16() {
+            ensure!(q[t].zero_point == 0, "int16 tensor {} has a zero point", x.name);
+            ensure!(p.offsets[t] % 2 == 0, "int16 tensor {} at an odd offset", x.name);
+            b.add_tensor_i16(d);
+        } else {
+            b.add_tensor(d);
+        }
     }
     for (i, (op, (opcode, params, scratch))) in g.ops.iter().zip(descs).enumerate() {
         b.add_op(OpDesc {
@@ -125,7 +144,7 @@ pub fn write_with(
             scratch_offset: if scratch > 0 {
                 p.offsets[g.tensors.len() + i] as u32
             } else {
-                (p.offsets[op.output] + g.tensors[op.output].len()) as u32
+                (p.offsets[op.output] + sizes[op.output]) as u32
             },
             scratch_len: scratch as u32,
         });
