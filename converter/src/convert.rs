@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::calib::{self, Settings, State};
 use crate::float::{self, FloatModel};
 use crate::ir::Graph;
+use crate::precision::{self, Activations};
 use crate::schedule::Schedule;
 use crate::{interp, load, lower, quant, write};
 
@@ -23,6 +24,8 @@ pub struct Options {
     pub schedule: Schedule,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// Activation precision: int16 at the image's resolution (mixed) or int8 only.
+    pub activations: Activations,
 }
 
 /// Everything a conversion produced.
@@ -39,6 +42,11 @@ pub struct Converted {
     pub float: FloatModel,
     /// Image shape `[C, H, W]`.
     pub chw: [usize; 3],
+    /// Per tensor: int16 (else int8).
+    pub int16: Vec<bool>,
+    /// Tensors the policy made int16 but that stayed int8 because a parameter would
+    /// not fit at the int16 scale: `(tensor, reason)`.
+    pub kept_int8: Vec<(usize, String)>,
 }
 
 /// Converts the ONNX model at `path`.
@@ -61,7 +69,11 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
     let lowering_error = verify(&graph, &fm, chw, tsteps)?;
     let states = calib::trajectories(&fm, chw, &opts.schedule, &opts.calib, opts.progress)?;
     let stats = calib::collect(&graph, chw, &states, opts.progress);
-    let q = quant::tensor_params(&graph, &stats, opts.calib.method);
+    let (wide, kept_int8) = match opts.activations {
+        Activations::Int8 => (vec![false; graph.tensors.len()], Vec::new()),
+        Activations::Mixed => mixed_precision(&graph, chw, &stats, opts.calib.method),
+    };
+    let q = quant::tensor_params_mixed(&graph, &stats, opts.calib.method, &wide);
     let prov = json!({
         "source_sha256": l.sha256,
         "source_file": path.file_name().map(|f| f.to_string_lossy().to_string()),
@@ -72,6 +84,8 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
             "timesteps": opts.calib.timesteps,
             "seed": opts.calib.seed,
             "method": opts.calib.method.name(),
+            "activations": opts.activations.name(),
+            "int16_tensors": wide.iter().filter(|&&w| w).count(),
             "sampler": "ddim eta=0, x0 clipped to [-1, 1]",
         },
         "schedule": {
@@ -91,7 +105,36 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
         arena: (summary.plan.arena_bytes, summary.plan.lower_bound),
         float: fm,
         chw,
+        int16: wide,
+        kept_int8,
     })
+}
+
+/// The int16 tensors of `--activations mixed`: the [`precision`] policy, then any
+/// tensor whose int16 scale would overflow an op parameter is kept int8 (and the
+/// policy rerun, as that can pull neighbours along).
+fn mixed_precision(
+    g: &Graph,
+    chw: [usize; 3],
+    stats: &[calib::TensorStats],
+    method: calib::Method,
+) -> (Vec<bool>, Vec<(usize, String)>) {
+    let hw = chw[1] * chw[2];
+    let mut forced = vec![false; g.tensors.len()];
+    let mut kept = Vec::new();
+    loop {
+        let wide = precision::int16_tensors(g, hw, &forced);
+        let q = quant::tensor_params_mixed(g, stats, method, &wide);
+        let new: Vec<(usize, String)> =
+            quant::int16_blockers(g, &q).into_iter().filter(|(t, _)| wide[*t]).collect();
+        if new.is_empty() {
+            return (wide, kept);
+        }
+        for (t, why) in new {
+            forced[t] = true;
+            kept.push((t, why));
+        }
+    }
 }
 
 /// Checks the lowered graph against tract on seeded noise at a few timesteps;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use ddpm_converter::calib::{Method, Settings};
 use ddpm_converter::convert::{self, Options};
+use ddpm_converter::precision::Activations;
 use ddpm_converter::schedule::{Kind, Schedule};
 use ddpm_converter::{compare, inspect, load};
 
@@ -14,8 +15,11 @@ const USAGE: &str = "usage:
   converter quantize MODEL.onnx [-o OUT.ddq] [--input-shape C,H,W]
       [--schedule linear|cosine|quadratic] [--timesteps T] [--beta-start B] [--beta-end B]
       [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
-      [--calib-method minmax|percentile|mse] [--report-sqnr N] [--quiet]
-      [--board qemu-m4|qemu-m7|pico|stm32h743|nrf52840|stm32f411|custom:FLASH,RAM]
+      [--calib-method minmax|percentile|mse] [--activations mixed|int8] [--report-sqnr N]
+      [--quiet] [--board qemu-m4|qemu-m7|pico|stm32h743|nrf52840|stm32f411|custom:FLASH,RAM]
+      --activations mixed (default): int16 activations (int8 weights) for the tensors at
+      the image's resolution where every op touching them allows it, int8 elsewhere;
+      int8: int8 everywhere
   converter inspect ARTIFACT.ddq [--json]
   converter compare ARTIFACT.ddq MODEL.onnx --per-tensor [--steps N] [--seed S] [--min-t T]
   converter dump-graph MODEL.onnx      (tract's decluttered graph, for debugging)";
@@ -170,6 +174,7 @@ fn quantize(args: &Args) -> Result<()> {
             "--report-sqnr",
             "--quiet",
             "--board",
+            "--activations",
         ],
         1,
     )?;
@@ -187,6 +192,7 @@ fn quantize(args: &Args) -> Result<()> {
         },
         schedule: schedule(args)?,
         progress: !args.has("--quiet"),
+        activations: Activations::parse(args.get("--activations").unwrap_or("mixed"))?,
     };
     let t0 = Instant::now();
     let c = convert::convert(&src, &opts)?;
@@ -207,6 +213,11 @@ fn quantize(args: &Args) -> Result<()> {
         r["macs_per_step"],
         c.lowering_error
     );
+    let n16 = c.int16.iter().filter(|&&w| w).count();
+    eprintln!("activations {}: {n16} of {} tensors int16", opts.activations.name(), c.int16.len());
+    for (t, why) in &c.kept_int8 {
+        eprintln!("  kept int8: tensor {t} {}: {why}", c.graph.tensors[*t].name);
+    }
     let n: usize = args.num("--report-sqnr", 0)?;
     if n > 0 {
         let states = convert::eval_states(&c, &opts.schedule, opts.calib.seed.wrapping_add(1), n)?;

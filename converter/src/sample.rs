@@ -399,15 +399,19 @@ pub struct SampleArgs {
     pub scale: usize,
     /// Progress bar.
     pub progress: bool,
+    /// Activation precision when an ONNX model is quantized first.
+    pub activations: crate::precision::Activations,
 }
 
 /// Usage of `converter sample`.
 pub const SAMPLE_USAGE: &str =
     "usage: converter sample (ARTIFACT | MODEL.onnx) [--engine int8|tract] \
 [--precision f32|f16] [--model MODEL.onnx] [--mode ddpm|ddim] [--steps N] [--eta E] \
-[--sigma beta|beta-tilde|zero] [--clip-x0] [--seed S] [-n COUNT] [-o grid.png] [--scale K] [--quiet]
+[--sigma beta|beta-tilde|zero] [--clip-x0] [--seed S] [-n COUNT] [-o grid.png] [--scale K] [--quiet] \
+[--activations mixed|int8]
 defaults: engine int8 for an artifact, tract for an ONNX model; ddim 50 steps, eta 0, sigma beta, \
-seed 0, n 1, scale 2. Sample i uses seed S+i.";
+seed 0, n 1, scale 2. Sample i uses seed S+i. --activations (default mixed) applies when \
+--engine int8 quantizes an ONNX model first.";
 
 /// Parses the sampler flags shared by `sample`, `compare` and `bench` out of `a`.
 /// Returns true if `flag` was one of them.
@@ -487,6 +491,7 @@ pub fn parse_sample(args: &[String]) -> Result<SampleArgs> {
         out: None,
         scale: 2,
         progress: true,
+        activations: Default::default(),
     };
     while let Some(f) = a.next() {
         if parse_sampler_flag(&mut cfg, &mut steps, &mut eta, &f, &mut a)? {
@@ -506,6 +511,7 @@ pub fn parse_sample(args: &[String]) -> Result<SampleArgs> {
             "-o" | "--output" => s.out = Some(PathBuf::from(a.value(&f)?)),
             "--scale" => s.scale = a.parse(&f)?,
             "--quiet" | "-q" => s.progress = false,
+            "--activations" => s.activations = crate::precision::Activations::parse(&a.value(&f)?)?,
             "-h" | "--help" => bail!("{SAMPLE_USAGE}"),
             _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{SAMPLE_USAGE}"),
             _ if input.is_none() => input = Some(PathBuf::from(f)),
@@ -544,7 +550,11 @@ pub fn run_sample(args: &[String]) -> Result<()> {
             bytes
         } else {
             eprintln!("{} is not an artifact: quantizing it first", s.input.display());
-            let opts = crate::convert::Options { progress: s.progress, ..Default::default() };
+            let opts = crate::convert::Options {
+                progress: s.progress,
+                activations: s.activations,
+                ..Default::default()
+            };
             crate::convert::convert(&s.input, &opts)?.bytes
         };
         let m = Model::load(&art).map_err(|e| anyhow!("artifact rejected: {e}"))?;
