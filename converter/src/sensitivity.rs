@@ -41,13 +41,16 @@ struct Config {
     weights_int8: bool,
     /// Activation precision per tensor id.
     act: Box<dyn Fn(usize) -> Prec>,
+    /// Tensor parameters when not derived from int8's (see the loop below).
+    params: Option<Vec<QParams>>,
 }
 
-/// Rounds `v` to int8 (`q8`) or to int16 on the same range (`q16`: scale / 256, zero
-/// point × 256).
+/// Rounds `v` to int8 (`q8`) or to int16: with `q8` itself when it is int16
+/// parameters, else on int8's range (scale / 256, zero point × 256).
 fn fake_quant(v: &mut [f32], p: Prec, q8: &QParams) {
     let (scale, zp, lo, hi) = match p {
         Prec::Float => return,
+        Prec::Int16 if q8.is_i16() => (q8.scale, 0.0, -32768.0, 32767.0),
         Prec::Int8 => (q8.scale, q8.zero_point as f64, -128.0, 127.0),
         Prec::Int16 => (q8.scale / 256.0, q8.zero_point as f64 * 256.0, -32768.0, 32767.0),
     };
@@ -159,12 +162,18 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
         move |i: usize| v[i]
     };
     let fr = full_res.clone();
+    // The tensors `converter quantize --activations mixed` makes int16 (the policy
+    // without the parameter-fit check), with their symmetric min/max parameters.
+    let wide = crate::precision::int16_tensors(&graph, chw[1] * chw[2], &[]);
+    let q_mixed = quant::tensor_params_mixed(&graph, &stats, opts.calib.method, &wide);
+    let wm = wide.clone();
     let configs: Vec<(Config, bool)> = vec![
         (
             Config {
                 name: "w8 (activations float)",
                 weights_int8: true,
                 act: Box::new(|_| Prec::Float),
+                params: None,
             },
             false,
         ),
@@ -173,6 +182,7 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
                 name: "a8 (weights float)",
                 weights_int8: false,
                 act: Box::new(|_| Prec::Int8),
+                params: None,
             },
             false,
         ),
@@ -181,6 +191,7 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
                 name: "w8 a8 (the artifact's scheme)",
                 weights_int8: true,
                 act: Box::new(|_| Prec::Int8),
+                params: None,
             },
             false,
         ),
@@ -189,6 +200,7 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
                 name: "w8 a16 everywhere",
                 weights_int8: true,
                 act: Box::new(|_| Prec::Int16),
+                params: None,
             },
             true,
         ),
@@ -197,17 +209,31 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
                 name: "w8 a16 at image resolution, a8 elsewhere",
                 weights_int8: true,
                 act: Box::new(move |i| if fr(i) { Prec::Int16 } else { Prec::Int8 }),
+                params: None,
             },
             true,
+        ),
+        (
+            Config {
+                name: "w8 a16 where --activations mixed puts it",
+                weights_int8: true,
+                act: Box::new(move |i| if wm[i] { Prec::Int16 } else { Prec::Int8 }),
+                params: Some(q_mixed),
+            },
+            false,
         ),
     ];
     let mut rows = Vec::new();
     for (cfg, minmax16) in &configs {
         let g = if cfg.weights_int8 { &gw } else { &graph };
         // int16 tensors use the min/max range (no clipping); int8 ones the converter's.
-        let q: Vec<QParams> = (0..graph.tensors.len())
-            .map(|i| if *minmax16 && (cfg.act)(i) == Prec::Int16 { q_mm[i] } else { q8[i] })
-            .collect();
+        let q: Vec<QParams> = if let Some(q) = &cfg.params {
+            q.clone()
+        } else {
+            (0..graph.tensors.len())
+                .map(|i| if *minmax16 && (cfg.act)(i) == Prec::Int16 { q_mm[i] } else { q8[i] })
+                .collect()
+        };
         let r = eps_sqnr(g, chw, &eval, &q, &*cfg.act);
         let mut s = summary(&r, tsteps);
         s["config"] = json!(cfg.name);

@@ -201,7 +201,7 @@ fn sensitivity_reports_every_configuration_and_int16_beats_int8() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = v["configs"].as_array().unwrap();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     let med = |name: &str| {
         let r = rows.iter().find(|r| r["config"].as_str().unwrap().starts_with(name)).unwrap();
         let m = r["eps_sqnr_db_median"].as_f64().unwrap();
@@ -212,6 +212,8 @@ fn sensitivity_reports_every_configuration_and_int16_beats_int8() {
     // simulated ε must be clearly closer to float than with 8-bit ones.
     assert!(med("w8 a16 everywhere") > med("w8 a8") + 6.0);
     assert!(med("w8 (activations float)") > med("w8 a8"));
+    // The converter's mixed policy (int16 where the ops allow, at image resolution).
+    assert!(med("w8 a16 where --activations mixed") > med("w8 a8"));
     let bad = converter(&["sensitivity"]);
     assert_error(&bad, &["MODEL.onnx"]);
 }
