@@ -18,6 +18,8 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     let mut ops = Vec::new();
     let (mut macs, mut params, mut embed_bytes) = (0u64, 0u64, 0u64);
     let mut plan_ops = Vec::new();
+    // LUT16 tables (513 × i16 each), distinct ones only (the builder stores equal ones once).
+    let mut lut16 = std::collections::BTreeSet::new();
     for op in m.ops() {
         let shape = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| t.shape());
         let ty = |id: Option<u16>| id.and_then(|i| m.tensor_info(i).ok()).map(|t| type_name(&t));
@@ -35,6 +37,9 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
         params += op_params;
         if op.opcode == opcode::TIMESTEP_EMBED {
             embed_bytes += p(3);
+        }
+        if op.opcode == opcode::LUT16 {
+            lut16.insert((p(0), p(1)));
         }
         ops.push(json!({
             "index": op.index, "op": op.name(), "inputs": ins, "output": out,
@@ -68,14 +73,17 @@ pub fn report(bytes: &[u8]) -> Result<Value> {
     let prov: Value =
         m.provenance().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     let fb: Vec<u8> = (0..8).filter_map(|k| m.schedule_frac_bits(k)).collect();
-    // The tables a model needs besides its parameters: the schedule (8 × T i32) and
-    // the quantized timestep embedding (T × dim i8).
-    let table_bytes = 8 * 4 * t as u64 + embed_bytes;
+    // The tables a model needs besides its parameters: the schedule (8 × T i32), the
+    // quantized timestep embedding (T × dim i8) and the int16 activation tables (LUT16,
+    // 1,026 B each; the 256 B int8 LUTs are not counted).
+    let lut16_bytes: u64 = lut16.iter().map(|&(_, len)| len).sum();
+    let table_bytes = 8 * 4 * t as u64 + embed_bytes + lut16_bytes;
     Ok(json!({
         "params": params,
         "flash_bytes": bytes.len(),
         "weights_bytes": m.weights().len(),
         "table_bytes": table_bytes,
+        "lut16_table_bytes": lut16_bytes,
         "flash_budget_bytes": params * 11 / 10 + table_bytes,
         "arena_bytes": m.arena_bytes(),
         "arena_lower_bound_bytes": lower,

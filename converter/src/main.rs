@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use ddpm_converter::calib::{Method, Settings};
 use ddpm_converter::convert::{self, Options};
-use ddpm_converter::precision::Activations;
+use ddpm_converter::precision::{self, Activations};
 use ddpm_converter::schedule::{Kind, Schedule};
 use ddpm_converter::{compare, inspect, load};
 
@@ -215,8 +215,18 @@ fn quantize(args: &Args) -> Result<()> {
     );
     let n16 = c.int16.iter().filter(|&&w| w).count();
     eprintln!("activations {}: {n16} of {} tensors int16", opts.activations.name(), c.int16.len());
-    for (t, why) in &c.kept_int8 {
-        eprintln!("  kept int8: tensor {t} {}: {why}", c.graph.tensors[*t].name);
+    if opts.activations == Activations::Mixed {
+        let hw = c.chw[1] * c.chw[2];
+        for (t, x) in c.graph.tensors.iter().enumerate() {
+            if x.h * x.w < hw || c.int16[t] {
+                continue;
+            }
+            let why = match c.kept_int8.iter().find(|k| k.0 == t) {
+                Some(k) => k.1.clone(),
+                None => precision::reason_int8(&c.graph, hw, &c.int16, t).unwrap_or_default(),
+            };
+            eprintln!("  int8 at image resolution: tensor {t} {} {:?}: {why}", x.name, x.shape());
+        }
     }
     let n: usize = args.num("--report-sqnr", 0)?;
     if n > 0 {
