@@ -122,6 +122,11 @@ pub enum Error {
         /// The field.
         what: &'static str,
     },
+    /// An int8 view was asked of an int16 tensor.
+    NotInt8 {
+        /// The tensor id.
+        id: u16,
+    },
 }
 
 impl fmt::Display for Error {
@@ -182,6 +187,9 @@ impl fmt::Display for Error {
                 write!(f, "buffer has {got} elements, expected {needed}")
             }
             BadConfig { what } => write!(f, "invalid sampler configuration: {what}"),
+            NotInt8 { id } => {
+                write!(f, "tensor {id} is int16; read it as bytes (Model::tensor_bytes)")
+            }
         }
     }
 }

@@ -111,6 +111,17 @@ impl<'a> Model<'a> {
         let sr =
             (op.scratch_offset as usize, op.scratch_offset.saturating_add(op.scratch_len) as usize);
         let (yb, scratch, rest) = carve(arena, yr, sr).ok_or(bad)?;
+        let in_bytes = |i: usize| -> Result<(&[u8], crate::model::TensorInfo), Error> {
+            let x = info(op.input(i))?;
+            Ok((rest.get(x.arena_offset as usize, x.size as usize).ok_or(bad)?, x))
+        };
+        let mut any16 = y.int16;
+        for i in 0..op.n_inputs() {
+            any16 |= info(op.input(i))?.int16;
+        }
+        if any16 {
+            return self.run_wide(op, yb, &y, in_bytes, scratch);
+        }
         let yv = as_i8_mut(yb);
         let input = |i: usize| -> Result<(&[i8], crate::model::TensorInfo), Error> {
             let x = info(op.input(i))?;
@@ -261,6 +272,169 @@ impl<'a> Model<'a> {
                 ops::requant::requant(x, yv, p(0), p(1), p(2), p(3));
             }
             _ => return Err(Error::UnknownOpcode { index: op.index, opcode: op.opcode }),
+        }
+        Ok(())
+    }
+
+    /// Runs an op that reads or writes an int16 tensor (`ops::wide` kernels; the
+    /// loader has checked that the op accepts the types it has).
+    fn run_wide<'b>(
+        &self,
+        op: &Op<'_>,
+        yb: &mut [u8],
+        y: &crate::model::TensorInfo,
+        input: impl Fn(usize) -> Result<(&'b [u8], crate::model::TensorInfo), Error>,
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
+        use ops::wide::{self as wd, E16, E8};
+        let bad = Error::BadOp { index: op.index, opcode: op.opcode, what: "invalid at run time" };
+        let w = |pi: usize, align: u32| self.weight_ref(op, pi, align).ok_or(bad);
+        let p = |i: usize| op.p(i);
+        let u = |i: usize| op.p(i).max(0) as usize;
+        let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
+        // `$f::<X, Y>(args)` with X, Y the element types of the flags.
+        macro_rules! by_type {
+            ($x16:expr, $y16:expr, $m:ident :: $f:ident, $($a:expr),* $(,)?) => {
+                match ($x16, $y16) {
+                    (false, false) => $m::$f::<E8, E8>($($a),*),
+                    (false, true) => $m::$f::<E8, E16>($($a),*),
+                    (true, false) => $m::$f::<E16, E8>($($a),*),
+                    (true, true) => $m::$f::<E16, E16>($($a),*),
+                }
+            };
+        }
+        match op.opcode {
+            opcode::CONV2D => {
+                let (x, xi) = input(0)?;
+                let cp = ops::conv2d::Conv2dParams {
+                    kh: u(0),
+                    kw: u(1),
+                    sh: u(2),
+                    sw: u(3),
+                    pt: u(4),
+                    pl: u(5),
+                    in_zp: p(8),
+                    out_zp: p(9),
+                    act_min: p(10),
+                    act_max: p(11),
+                };
+                let bias = if p(15) == 0 { &[][..] } else { w(14, 4)? };
+                let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
+                if xi.int16 {
+                    ops::conv16::conv2d_i16(
+                        x,
+                        shape(&xi),
+                        yb,
+                        y.int16,
+                        shape(y),
+                        &cp,
+                        wt,
+                        bias,
+                        mult,
+                        shift,
+                        scratch,
+                    );
+                } else {
+                    by_type!(
+                        xi.int16,
+                        y.int16,
+                        wd::conv2d,
+                        x,
+                        shape(&xi),
+                        yb,
+                        shape(y),
+                        &cp,
+                        wt,
+                        bias,
+                        mult,
+                        shift
+                    );
+                }
+            }
+            opcode::GROUP_NORM => {
+                let (x, xi) = input(0)?;
+                let eps = (p(3) as u32 as u64) | ((p(4) as u32 as u64) << 32);
+                by_type!(
+                    xi.int16,
+                    y.int16,
+                    wd::group_norm,
+                    x,
+                    xi.c as usize,
+                    yb,
+                    u(0),
+                    p(1),
+                    p(2),
+                    eps,
+                    w(5, 4)?,
+                    w(7, 4)?,
+                    w(9, 4)?
+                );
+            }
+            opcode::LUT16 => {
+                let (x, _) = input(0)?;
+                wd::lut16(x, yb, w(0, 2)?);
+            }
+            opcode::ADD => {
+                let (a, ai) = input(0)?;
+                let (b, bi) = input(1)?;
+                let ap = ops::add::AddParams {
+                    a_zp: p(1),
+                    b_zp: p(2),
+                    out_zp: p(3),
+                    left_shift: p(4),
+                    a_mult: p(5),
+                    a_shift: p(6),
+                    b_mult: p(7),
+                    b_shift: p(8),
+                    out_mult: p(9),
+                    out_shift: p(10),
+                    act_min: p(11),
+                    act_max: p(12),
+                };
+                let (c, bc) = (y.c as usize, p(0) == 1);
+                match (ai.int16, bi.int16, y.int16) {
+                    (false, false, false) => wd::add::<E8, E8, E8>(a, b, yb, c, bc, &ap),
+                    (false, false, true) => wd::add::<E8, E8, E16>(a, b, yb, c, bc, &ap),
+                    (false, true, false) => wd::add::<E8, E16, E8>(a, b, yb, c, bc, &ap),
+                    (false, true, true) => wd::add::<E8, E16, E16>(a, b, yb, c, bc, &ap),
+                    (true, false, false) => wd::add::<E16, E8, E8>(a, b, yb, c, bc, &ap),
+                    (true, false, true) => wd::add::<E16, E8, E16>(a, b, yb, c, bc, &ap),
+                    (true, true, false) => wd::add::<E16, E16, E8>(a, b, yb, c, bc, &ap),
+                    (true, true, true) => wd::add::<E16, E16, E16>(a, b, yb, c, bc, &ap),
+                }
+            }
+            opcode::CONCAT => {
+                let mut c_off = 0usize;
+                for i in 0..op.n_inputs() {
+                    let (x, xi) = input(i)?;
+                    let b = 1 + 3 * i;
+                    by_type!(
+                        xi.int16,
+                        y.int16,
+                        wd::concat_one,
+                        x,
+                        xi.c as usize,
+                        yb,
+                        y.c as usize,
+                        c_off,
+                        p(b),
+                        p(0),
+                        p(b + 1),
+                        p(b + 2)
+                    );
+                    c_off += xi.c as usize;
+                }
+            }
+            opcode::UPSAMPLE_NEAREST => {
+                let (x, xi) = input(0)?;
+                let e = if y.int16 { 2 } else { 1 };
+                wd::upsample_bytes(x, shape(&xi), yb, u(0), u(1), e);
+            }
+            opcode::REQUANT => {
+                let (x, xi) = input(0)?;
+                by_type!(xi.int16, y.int16, wd::requant, x, yb, p(0), p(1), p(2), p(3));
+            }
+            _ => return Err(bad),
         }
         Ok(())
     }

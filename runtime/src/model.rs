@@ -2,9 +2,10 @@
 
 use crate::error::Error;
 use crate::format::{
-    opcode, param_count, read_f32, read_i32, read_i64, read_u16, read_u32, section, HEADER_SIZE,
-    MAGIC, MAX_OPS, MAX_SECTIONS, MAX_TENSORS, MODEL_SIZE, SCHEDULE_HEADER_SIZE, SCHEDULE_TABLES,
-    SECTION_ALIGN, SECTION_ENTRY_SIZE, TENSOR_RECORD_SIZE, VERSION,
+    opcode, param_count, read_f32, read_i32, read_i64, read_u16, read_u32, section, CONV_I16_MAX_K,
+    HEADER_SIZE, LUT16_ENTRIES, MAGIC, MAX_OPS, MAX_SECTIONS, MAX_TENSORS, MODEL_SIZE,
+    SCHEDULE_HEADER_SIZE, SCHEDULE_TABLES, SECTION_ALIGN, SECTION_ENTRY_SIZE, TENSOR_INT16,
+    TENSOR_RECORD_SIZE, VERSION,
 };
 
 /// Largest element count of one group in GROUP_NORM (keeps the i128 math in range).
@@ -24,18 +25,36 @@ pub struct TensorInfo {
     pub c: u16,
     /// Byte offset in the network arena.
     pub arena_offset: u32,
-    /// Size in bytes (= h·w·c).
+    /// Size in bytes (= h·w·c for int8, 2·h·w·c for int16).
     pub size: u32,
     /// Zero point.
     pub zero_point: i32,
     /// Scale (informational; the runtime does no float math).
     pub scale: f32,
+    /// Elements are little-endian int16 (flag `TENSOR_INT16`); otherwise int8.
+    pub int16: bool,
 }
 
 impl TensorInfo {
     /// `[h, w, c]`.
     pub fn shape(&self) -> [u16; 3] {
         [self.h, self.w, self.c]
+    }
+    /// Number of elements (`h·w·c`).
+    pub fn elems(&self) -> u32 {
+        if self.int16 {
+            self.size / 2
+        } else {
+            self.size
+        }
+    }
+    /// Smallest and largest value of the element type.
+    pub fn value_range(&self) -> (i32, i32) {
+        if self.int16 {
+            (i16::MIN as i32, i16::MAX as i32)
+        } else {
+            (-128, 127)
+        }
     }
     fn range(&self) -> (u64, u64) {
         (self.arena_offset as u64, self.arena_offset as u64 + self.size as u64)
@@ -401,13 +420,23 @@ impl<'a> Model<'a> {
             if t.h == 0 || t.w == 0 || t.c == 0 {
                 return Err(bt("a dimension is 0"));
             }
-            if t.size as u64 != t.h as u64 * t.w as u64 * t.c as u64 {
-                return Err(bt("size is not h·w·c"));
+            let esz = if t.int16 { 2 } else { 1 };
+            if t.size as u64 != t.h as u64 * t.w as u64 * t.c as u64 * esz {
+                return Err(bt("size is not h·w·c × element size"));
             }
-            if read_u16(tensors, base + 6) != Some(0)
+            if read_u16(tensors, base + 6).is_none_or(|f| f & !TENSOR_INT16 != 0)
                 || tensors.get(base + 24..base + 32).is_none_or(|r| r.iter().any(|&b| b != 0))
             {
-                return Err(bt("flags or reserved bytes are not 0"));
+                return Err(bt("unknown flags or reserved bytes are not 0"));
+            }
+            if t.int16 && t.zero_point != 0 {
+                return Err(bt("int16 tensor with a zero_point other than 0"));
+            }
+            if t.int16 && t.arena_offset % 2 != 0 {
+                return Err(bt("int16 tensor at an odd arena offset"));
+            }
+            if i == me.output && t.int16 {
+                return Err(bt("output tensor (ε) is not int8"));
             }
             if t.arena_offset as u64 + t.size as u64 > arena_bytes as u64 {
                 return Err(bt("extends past arena_bytes"));
@@ -415,7 +444,7 @@ impl<'a> Model<'a> {
             if !zp_ok(t.zero_point) {
                 return Err(bt("zero_point not in -128..=127"));
             }
-            if (i == me.input || i == me.output) && t.size as u64 != image_size {
+            if (i == me.input || i == me.output) && t.elems() as u64 != image_size {
                 return Err(bt("input/output tensor size differs from the image size"));
             }
         }
@@ -455,6 +484,7 @@ impl<'a> Model<'a> {
             size: read_u32(r, 12)?,
             zero_point: read_i32(r, 16)?,
             scale: read_f32(r, 20)?,
+            int16: read_u16(r, 6)? & TENSOR_INT16 != 0,
         })
     }
 
@@ -472,28 +502,53 @@ impl<'a> Model<'a> {
     /// Tensor `id` as int8 inside `arena`.
     ///
     /// # Errors
-    /// [`Error::BadTensorId`], or [`Error::ArenaTooSmall`].
+    /// [`Error::BadTensorId`], [`Error::ArenaTooSmall`], or [`Error::NotInt8`] for
+    /// an int16 tensor (read it with [`Model::tensor_bytes`]).
     pub fn tensor<'b>(&self, arena: &'b [u8], id: u16) -> Result<&'b [i8], Error> {
+        if self.tensor_info(id)?.int16 {
+            return Err(Error::NotInt8 { id });
+        }
+        Ok(crate::ops::as_i8(self.tensor_bytes(arena, id)?))
+    }
+
+    /// The bytes of tensor `id` inside `arena` (int8, or int16 little-endian).
+    ///
+    /// # Errors
+    /// [`Error::BadTensorId`], or [`Error::ArenaTooSmall`].
+    pub fn tensor_bytes<'b>(&self, arena: &'b [u8], id: u16) -> Result<&'b [u8], Error> {
         let t = self.tensor_info(id)?;
         let (a, b) = t.range();
-        let s = arena
+        arena
             .get(a as usize..b as usize)
-            .ok_or(Error::ArenaTooSmall { needed: self.arena_bytes, got: arena.len() as u32 })?;
-        Ok(crate::ops::as_i8(s))
+            .ok_or(Error::ArenaTooSmall { needed: self.arena_bytes, got: arena.len() as u32 })
+    }
+
+    /// Tensor `id` as mutable bytes inside `arena`.
+    ///
+    /// # Errors
+    /// [`Error::BadTensorId`], or [`Error::ArenaTooSmall`].
+    pub fn tensor_bytes_mut<'b>(
+        &self,
+        arena: &'b mut [u8],
+        id: u16,
+    ) -> Result<&'b mut [u8], Error> {
+        let t = self.tensor_info(id)?;
+        let (a, b) = t.range();
+        let got = arena.len() as u32;
+        arena
+            .get_mut(a as usize..b as usize)
+            .ok_or(Error::ArenaTooSmall { needed: self.arena_bytes, got })
     }
 
     /// Tensor `id` as mutable int8 inside `arena`.
     ///
     /// # Errors
-    /// [`Error::BadTensorId`], or [`Error::ArenaTooSmall`].
+    /// As [`Model::tensor`].
     pub fn tensor_mut<'b>(&self, arena: &'b mut [u8], id: u16) -> Result<&'b mut [i8], Error> {
-        let t = self.tensor_info(id)?;
-        let (a, b) = t.range();
-        let got = arena.len() as u32;
-        let s = arena
-            .get_mut(a as usize..b as usize)
-            .ok_or(Error::ArenaTooSmall { needed: self.arena_bytes, got })?;
-        Ok(crate::ops::as_i8_mut(s))
+        if self.tensor_info(id)?.int16 {
+            return Err(Error::NotInt8 { id });
+        }
+        Ok(crate::ops::as_i8_mut(self.tensor_bytes_mut(arena, id)?))
     }
 
     /// Number of tensors.
@@ -572,7 +627,7 @@ impl<'a> Model<'a> {
     /// Multiply-accumulates op `op` performs per forward pass (0 for data movement).
     pub fn op_macs(&self, op: &Op<'_>) -> u64 {
         let out = op.output(0).and_then(|o| self.tensor_info(o).ok());
-        let outn = out.map(|t| t.size as u64).unwrap_or(0);
+        let outn = out.map(|t| t.elems() as u64).unwrap_or(0);
         let p = |i| op.p(i).max(0) as u64;
         match op.opcode {
             opcode::CONV2D => {
@@ -605,6 +660,7 @@ impl<'a> Model<'a> {
             opcode::CONV2D
             | opcode::GROUP_NORM
             | opcode::LUT
+            | opcode::LUT16
             | opcode::UPSAMPLE_NEAREST
             | opcode::SOFTMAX
             | opcode::REQUANT => (op.n_inputs() == 1, 1),
@@ -666,12 +722,38 @@ impl<'a> Model<'a> {
                 Err(bad("zero point not in -128..=127"))
             }
         };
+        // Zero point param `i` of tensor `t`: 0 for int16, int8 range otherwise.
+        let zpt = |t: &TensorInfo, i: usize| -> Result<(), Error> {
+            match (t.int16, op.p(i)) {
+                (true, 0) => Ok(()),
+                (true, _) => Err(bad("zero point of an int16 tensor is not 0")),
+                (false, v) if zp_ok(v) => Ok(()),
+                _ => Err(bad("zero point not in -128..=127")),
+            }
+        };
         let act = |i: usize| -> Result<(), Error> {
             let (lo, hi) = (op.p(i), op.p(i + 1));
             if zp_ok(lo) && zp_ok(hi) && lo <= hi {
                 Ok(())
             } else {
                 Err(bad("act_min/act_max not an ordered int8 range"))
+            }
+        };
+        // act_min/act_max at `i` within the element range of `t`.
+        let act_t = |t: &TensorInfo, i: usize| -> Result<(), Error> {
+            let (lo, hi) = (op.p(i), op.p(i + 1));
+            let (a, b) = t.value_range();
+            if a <= lo && lo <= hi && hi <= b {
+                Ok(())
+            } else {
+                Err(bad("act_min/act_max not an ordered range of the output type"))
+            }
+        };
+        let int8_only = |ts: &[TensorInfo]| -> Result<(), Error> {
+            if ts.iter().any(|t| t.int16) {
+                Err(bad("this op takes int8 tensors only"))
+            } else {
+                Ok(())
             }
         };
         let shift = |i: usize| -> Result<(), Error> {
@@ -708,9 +790,12 @@ impl<'a> Model<'a> {
                 if [pt, pl, pb, pr].iter().any(|&p| !(0..=64).contains(&p)) {
                     return Err(bad("padding not in 0..=64"));
                 }
-                zp(8)?;
-                zp(9)?;
-                act(10)?;
+                zpt(&x, 8)?;
+                zpt(&y, 9)?;
+                act_t(&y, 10)?;
+                if x.int16 && kh as u64 * kw as u64 * x.c as u64 > CONV_I16_MAX_K as u64 {
+                    return Err(bad("kh·kw·ic above 511 with an int16 input (i32 accumulator)"));
+                }
                 let eh = x.h as i64 + pt as i64 + pb as i64 - kh as i64;
                 let ew = x.w as i64 + pl as i64 + pr as i64 - kw as i64;
                 if eh < 0 || ew < 0 {
@@ -742,11 +827,11 @@ impl<'a> Model<'a> {
                 if g < 1 || x.c as i32 % g != 0 {
                     return Err(bad("groups does not divide the channel count"));
                 }
-                if x.size as u64 / g as u64 > GN_MAX_GROUP {
+                if x.elems() as u64 / g as u64 > GN_MAX_GROUP {
                     return Err(bad("group has more than 2^24 elements"));
                 }
-                zp(1)?;
-                zp(2)?;
+                zpt(&x, 1)?;
+                zpt(&y, 2)?;
                 let eps = (op.p(3) as u32 as u64) | ((op.p(4) as u32 as u64) << 32);
                 if eps > GN_MAX_EPS {
                     return Err(bad("eps_q32 above 2^56"));
@@ -764,7 +849,18 @@ impl<'a> Model<'a> {
                 if !same(&x, &y) {
                     return Err(bad("output shape differs from input"));
                 }
+                int8_only(&[x, y])?;
                 wref(0, 1, 256)?;
+            }
+            opcode::LUT16 => {
+                let x = tinfo(op.input(0))?;
+                if !same(&x, &y) {
+                    return Err(bad("output shape differs from input"));
+                }
+                if !x.int16 || !y.int16 {
+                    return Err(bad("LUT16 input and output must be int16"));
+                }
+                wref(0, 2, LUT16_ENTRIES as u64 * 2)?;
             }
             opcode::ADD | opcode::MUL => {
                 let a = tinfo(op.input(0))?;
@@ -778,24 +874,26 @@ impl<'a> Model<'a> {
                     0 | 1 => return Err(bad("input b shape does not match the broadcast mode")),
                     _ => return Err(bad("broadcast not 0 or 1")),
                 }
-                zp(1)?;
-                zp(2)?;
-                zp(3)?;
+                zpt(&a, 1)?;
+                zpt(&b, 2)?;
+                zpt(&y, 3)?;
                 if op.opcode == opcode::ADD {
-                    if !(0..=23).contains(&op.p(4)) {
-                        return Err(bad("left_shift not in 0..=23"));
+                    let max_ls = if a.int16 || b.int16 { 15 } else { 23 };
+                    if !(0..=max_ls).contains(&op.p(4)) {
+                        return Err(bad("left_shift not in 0..=23 (0..=15 with an int16 input)"));
                     }
                     shift(6)?;
                     shift(8)?;
                     shift(10)?;
-                    act(11)?;
+                    act_t(&y, 11)?;
                 } else {
+                    int8_only(&[a, b, y])?;
                     shift(5)?;
                     act(6)?;
                 }
             }
             opcode::CONCAT => {
-                zp(0)?;
+                zpt(&y, 0)?;
                 let mut c = 0u32;
                 for i in 0..op.n_inputs() {
                     let x = tinfo(op.input(i))?;
@@ -803,7 +901,7 @@ impl<'a> Model<'a> {
                         return Err(bad("input h/w differs from output"));
                     }
                     c += x.c as u32;
-                    zp(1 + 3 * i)?;
+                    zpt(&x, 1 + 3 * i)?;
                     shift(3 + 3 * i)?;
                 }
                 if c != y.c as u32 {
@@ -822,10 +920,14 @@ impl<'a> Model<'a> {
                 {
                     return Err(bad("output shape is not input × factor"));
                 }
+                if x.int16 != y.int16 {
+                    return Err(bad("input and output element types differ"));
+                }
             }
             opcode::MATMUL => {
                 let a = tinfo(op.input(0))?;
                 let b = tinfo(op.input(1))?;
+                int8_only(&[a, b, y])?;
                 let dims = [op.p(0), op.p(1), op.p(2), op.p(3)];
                 if dims.iter().any(|&d| d < 1) {
                     return Err(bad("batch, m, k, n must be ≥ 1"));
@@ -872,6 +974,7 @@ impl<'a> Model<'a> {
                 if !same(&x, &y) {
                     return Err(bad("output shape differs from input"));
                 }
+                int8_only(&[x, y])?;
                 let (rows, l) = (op.p(0), op.p(1));
                 if rows < 1 || l < 1 || rows as u64 * l as u64 != x.size as u64 {
                     return Err(bad("rows × len is not the tensor size"));
@@ -879,6 +982,7 @@ impl<'a> Model<'a> {
                 wref(2, 4, 1024)?;
             }
             opcode::TIMESTEP_EMBED => {
+                int8_only(&[y])?;
                 let (ts, dim) = (op.p(0), op.p(1));
                 if ts as u32 != self.timesteps {
                     return Err(bad("timesteps differs from MODEL.timesteps"));
@@ -893,8 +997,8 @@ impl<'a> Model<'a> {
                 if !same(&x, &y) {
                     return Err(bad("output shape differs from input"));
                 }
-                zp(0)?;
-                zp(1)?;
+                zpt(&x, 0)?;
+                zpt(&y, 1)?;
                 shift(3)?;
             }
             _ => return Err(Error::UnknownOpcode { index: op.index, opcode: op.opcode }),

@@ -328,7 +328,7 @@ fn host_can_drive_the_state() {
     let e2 = s.eps().unwrap().to_vec();
     assert_eq!(e1, e2);
     // Input is x/s_in quantized: x = (i − 8)/4 → q = round((i − 8)/4 · 127/4).
-    let q: Vec<i8> = s.input().unwrap().to_vec();
+    let q: Vec<i8> = s.input().unwrap().iter().map(|&b| b as i8).collect();
     for (i, &v) in q.iter().enumerate() {
         let want = ((i as f64 - 8.0) / 4.0 * 127.0 / 4.0).round();
         assert!((v as f64 - want).abs() <= 1.0);

@@ -71,7 +71,20 @@ pub mod opcode {
     pub const TIMESTEP_EMBED: u16 = 10;
     /// Requantize.
     pub const REQUANT: u16 = 11;
+    /// 513-entry int16 lookup table with linear interpolation (int16 → int16).
+    pub const LUT16: u16 = 12;
 }
+
+/// TENSORS record flag: the tensor holds little-endian int16 elements (size is
+/// `2·h·w·c` bytes, zero point 0, even arena offset). Without it, int8.
+pub const TENSOR_INT16: u16 = 1;
+
+/// Entries of a LUT16 table (`q + 32768` in steps of 128, plus the end point).
+pub const LUT16_ENTRIES: usize = 513;
+
+/// Largest `kh·kw·ic` of a CONV2D whose input is int16: `511·32768·127 < 2^31`, so
+/// the i32 accumulator is exact.
+pub const CONV_I16_MAX_K: usize = 511;
 
 /// Schedule table indices (SCHEDULE section, FORMAT.md).
 pub mod table {
@@ -107,6 +120,7 @@ pub const fn param_count(op: u16, n_inputs: usize) -> Option<usize> {
         opcode::SOFTMAX => 4,
         opcode::TIMESTEP_EMBED => 4,
         opcode::REQUANT => 4,
+        opcode::LUT16 => 2,
         _ => return None,
     })
 }
@@ -125,6 +139,7 @@ pub const fn opcode_name(op: u16) -> &'static str {
         opcode::SOFTMAX => "SOFTMAX",
         opcode::TIMESTEP_EMBED => "TIMESTEP_EMBED",
         opcode::REQUANT => "REQUANT",
+        opcode::LUT16 => "LUT16",
         _ => "UNKNOWN",
     }
 }

@@ -179,6 +179,8 @@ impl ScheduleDesc {
 pub struct ArtifactBuilder {
     weights: Vec<u8>,
     tensors: Vec<TensorDesc>,
+    /// Per tensor: int16 elements (`TENSOR_INT16`).
+    int16: Vec<bool>,
     ops: Vec<OpDesc>,
     model: ModelDesc,
     schedule: ScheduleDesc,
@@ -239,7 +241,22 @@ impl ArtifactBuilder {
     /// Adds a tensor record, returns its id.
     pub fn add_tensor(&mut self, t: TensorDesc) -> u16 {
         self.tensors.push(t);
+        self.int16.push(false);
         (self.tensors.len() - 1) as u16
+    }
+
+    /// Adds an int16 tensor record (flag `TENSOR_INT16`, `2·h·w·c` bytes; the zero
+    /// point must be 0 and the arena offset even), returns its id.
+    pub fn add_tensor_i16(&mut self, t: TensorDesc) -> u16 {
+        self.tensors.push(t);
+        self.int16.push(true);
+        (self.tensors.len() - 1) as u16
+    }
+
+    /// Appends little-endian i16 values.
+    pub fn add_weights_i16(&mut self, v: &[i16]) -> WeightRef {
+        let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.add_weights(&b)
     }
 
     /// Appends an op record (ops run in insertion order).
@@ -288,12 +305,13 @@ impl ArtifactBuilder {
 
     fn tensor_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.tensors.len() * 32);
-        for t in &self.tensors {
-            let size = t.h as u64 * t.w as u64 * t.c as u64;
+        for (i, t) in self.tensors.iter().enumerate() {
+            let wide = self.int16.get(i).copied().unwrap_or(false);
+            let size = t.h as u64 * t.w as u64 * t.c as u64 * if wide { 2 } else { 1 };
             b.extend(t.h.to_le_bytes());
             b.extend(t.w.to_le_bytes());
             b.extend(t.c.to_le_bytes());
-            b.extend(0u16.to_le_bytes());
+            b.extend(if wide { super::TENSOR_INT16 } else { 0u16 }.to_le_bytes());
             b.extend(t.arena_offset.to_le_bytes());
             b.extend((size.min(u32::MAX as u64) as u32).to_le_bytes());
             b.extend(t.zero_point.to_le_bytes());

@@ -8,6 +8,7 @@
 
 pub mod add;
 pub mod concat;
+pub mod conv16;
 pub mod conv2d;
 pub mod dot;
 pub mod group_norm;
@@ -19,6 +20,7 @@ pub mod requant;
 pub mod softmax;
 pub mod timestep_embed;
 pub mod upsample;
+pub mod wide;
 
 pub use crate::format::multiply_by_quantized_multiplier as mbqm;
 

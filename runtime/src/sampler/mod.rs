@@ -14,7 +14,7 @@ use crate::format::table;
 use crate::interp::Hooks;
 use crate::model::Model;
 use crate::ops::group_norm::isqrt_u128;
-use crate::ops::{mbqm, sat8};
+use crate::ops::sat8;
 use noise::Xoshiro128;
 
 /// Which reverse process to run.
@@ -260,12 +260,13 @@ impl<'m, 'a> Sampler<'m, 'a> {
         self.model.tensor(self.arena, self.model.output_tensor())
     }
 
-    /// The network input of the last run (int8 x_t).
+    /// The network input of the last run (x_t; int8, or int16 little-endian when
+    /// the model's input tensor is int16 — see [`Model::tensor_info`]).
     ///
     /// # Errors
     /// As [`Sampler::eps`].
-    pub fn input(&self) -> Result<&[i8], Error> {
-        self.model.tensor(self.arena, self.model.input_tensor())
+    pub fn input(&self) -> Result<&[u8], Error> {
+        self.model.tensor_bytes(self.arena, self.model.input_tensor())
     }
 
     /// Requantizes the state into the network input and runs the network at
@@ -282,10 +283,19 @@ impl<'m, 'a> Sampler<'m, 'a> {
             .arena
             .split_at_mut_checked(self.state_off)
             .ok_or(Error::ArenaTooSmall { needed: self.state_off as u32, got })?;
-        let x = self.model.tensor_mut(net, self.model.input_tensor())?;
-        for (q, s) in x.iter_mut().zip(state.chunks_exact(4)) {
-            let v = i32::from_le_bytes(s.try_into().unwrap_or([0; 4]));
-            *q = sat8(zp.saturating_add(mbqm(v, mult, shift)), -128, 127);
+        let x = self.model.tensor_bytes_mut(net, self.model.input_tensor())?;
+        let rq = crate::ops::Rq::new(mult, shift);
+        let q = |s: &[u8]| {
+            zp.saturating_add(rq.apply(i32::from_le_bytes(s.try_into().unwrap_or([0; 4]))))
+        };
+        if inp.int16 {
+            for (d, s) in x.chunks_exact_mut(2).zip(state.chunks_exact(4)) {
+                d.copy_from_slice(&(q(s).clamp(-32768, 32767) as i16).to_le_bytes());
+            }
+        } else {
+            for (d, s) in x.iter_mut().zip(state.chunks_exact(4)) {
+                *d = sat8(q(s), -128, 127) as u8;
+            }
         }
         self.model.forward(net, t, hooks)?;
         self.eps()

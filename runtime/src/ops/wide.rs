@@ -1,0 +1,603 @@
+//! Kernels for ops that touch an int16 tensor (the 16×8 mixed-precision path).
+//!
+//! Activations are int8 or int16 (little-endian, zero point 0 for int16), weights
+//! stay int8. Each kernel is generic over the element type of its input(s) and of
+//! its output ([`E8`], [`E16`]) and is monomorphized for every combination the
+//! loader accepts; semantics are `docs/FORMAT.md`'s, with the output clamped to
+//! the output type's range. Tensors are byte slices read element by element, so no
+//! alignment is assumed anywhere.
+
+use super::conv2d::Conv2dParams;
+use super::group_norm::isqrt_u128;
+use super::{le_i32, mbqm, Rq};
+
+/// An activation element type.
+pub trait Elem: Copy {
+    /// Smallest value.
+    const MIN: i32;
+    /// Largest value.
+    const MAX: i32;
+    /// Bytes per element.
+    const BYTES: usize;
+    /// Element `i` of `b` (0 when out of bounds).
+    fn get(b: &[u8], i: usize) -> i32;
+    /// Stores `v` (already in range) as element `i` of `b` (ignored when out of bounds).
+    fn put(b: &mut [u8], i: usize, v: i32);
+    /// Number of elements in `b`.
+    #[inline]
+    fn count(b: &[u8]) -> usize {
+        b.len() / Self::BYTES
+    }
+    /// Clamps to `[lo, hi]` and to the type's range, then stores.
+    #[inline]
+    fn put_clamped(b: &mut [u8], i: usize, v: i32, lo: i32, hi: i32) {
+        Self::put(b, i, v.max(lo).min(hi).clamp(Self::MIN, Self::MAX));
+    }
+}
+
+/// int8 elements.
+#[derive(Clone, Copy, Debug)]
+pub struct E8;
+/// int16 little-endian elements.
+#[derive(Clone, Copy, Debug)]
+pub struct E16;
+
+impl Elem for E8 {
+    const MIN: i32 = -128;
+    const MAX: i32 = 127;
+    const BYTES: usize = 1;
+    #[inline(always)]
+    fn get(b: &[u8], i: usize) -> i32 {
+        b.get(i).map(|&v| v as i8 as i32).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn put(b: &mut [u8], i: usize, v: i32) {
+        if let Some(d) = b.get_mut(i) {
+            *d = v as i8 as u8;
+        }
+    }
+}
+
+impl Elem for E16 {
+    const MIN: i32 = -32768;
+    const MAX: i32 = 32767;
+    const BYTES: usize = 2;
+    #[inline(always)]
+    fn get(b: &[u8], i: usize) -> i32 {
+        match b.get(i.wrapping_mul(2)..i.wrapping_mul(2).wrapping_add(2)) {
+            Some(&[lo, hi]) => i16::from_le_bytes([lo, hi]) as i32,
+            _ => 0,
+        }
+    }
+    #[inline(always)]
+    fn put(b: &mut [u8], i: usize, v: i32) {
+        if let Some(d) = b.get_mut(i.wrapping_mul(2)..i.wrapping_mul(2).wrapping_add(2)) {
+            d.copy_from_slice(&(v as i16).to_le_bytes());
+        }
+    }
+}
+
+/// Window length up to which a CONV2D gathers its input window once per pixel.
+const GATHER: usize = 512;
+
+/// CONV2D with input `X` and output `Y` (FORMAT.md semantics; the window sum is exact
+/// in i32: the loader bounds `kh·kw·ic` by 32768 for int8 and 511 for int16 input).
+///
+/// Per output pixel the window (padding reads as 0 after the zero point) is
+/// gathered once into an i16 buffer in the weights' `[kh][kw][ic]` order, then
+/// every output channel is one dot product with its weight row.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d<X: Elem, Y: Elem>(
+    x: &[u8],
+    in_shape: [usize; 3],
+    y: &mut [u8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    let [h, wd, ic] = in_shape;
+    let [oh, ow, oc] = out_shape;
+    let ksz = p.kh * p.kw * ic;
+    if oc == 0 || ksz == 0 {
+        return;
+    }
+    let mut buf = [0i16; GATHER];
+    let mut pix = 0usize;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let iy0 = (oy * p.sh) as isize - p.pt as isize;
+            let ix0 = (ox * p.sw) as isize - p.pl as isize;
+            let at = |ky: usize, kx: usize, i: usize| -> i32 {
+                let (iy, ix) = (iy0 + ky as isize, ix0 + kx as isize);
+                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                    0
+                } else {
+                    X::get(x, (iy as usize * wd + ix as usize) * ic + i) - p.in_zp
+                }
+            };
+            let gathered = ksz <= GATHER;
+            if gathered {
+                let mut j = 0;
+                for ky in 0..p.kh {
+                    for kx in 0..p.kw {
+                        for i in 0..ic {
+                            if let Some(b) = buf.get_mut(j) {
+                                *b = at(ky, kx, i) as i16;
+                            }
+                            j += 1;
+                        }
+                    }
+                }
+            }
+            for o in 0..oc {
+                let row = w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
+                let s: i32 = if gathered {
+                    buf.iter().zip(row).map(|(&a, &b)| a as i32 * b as i32).sum()
+                } else {
+                    let mut s = 0i32;
+                    let mut j = 0;
+                    for ky in 0..p.kh {
+                        for kx in 0..p.kw {
+                            for i in 0..ic {
+                                let wv = row.get(j).copied().unwrap_or(0) as i32;
+                                s = s.wrapping_add(at(ky, kx, i).wrapping_mul(wv));
+                                j += 1;
+                            }
+                        }
+                    }
+                    s
+                };
+                let acc = le_i32(bias, o).wrapping_add(s);
+                let v = p.out_zp.wrapping_add(mbqm(acc, le_i32(mult, o), le_i32(shift, o)));
+                Y::put_clamped(y, pix * oc + o, v, p.act_min, p.act_max);
+            }
+            pix += 1;
+        }
+    }
+}
+
+/// GROUP_NORM with input `X` and output `Y`: the exact algorithm of FORMAT.md
+/// (as `group_norm_reference`), the output clamped to `Y`'s range.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) {
+    if c == 0 || groups == 0 {
+        return;
+    }
+    let cg = c / groups;
+    let pixels = X::count(x) / c;
+    let n = (pixels * cg) as i64;
+    for g in 0..groups {
+        let c0 = g * cg;
+        let (mut s1, mut s2) = (0i64, 0i64);
+        for px in 0..pixels {
+            for k in c0..c0 + cg {
+                let v = X::get(x, px * c + k) as i64 - in_zp as i64;
+                s1 += v;
+                s2 += v * v;
+            }
+        }
+        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
+        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
+        let r = isqrt_u128(vv);
+        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
+        for k in c0..c0 + cg {
+            let (rq, b) = (Rq::new(le_i32(mult, k), le_i32(shift, k)), le_i32(bias, k));
+            for px in 0..pixels {
+                let v = X::get(x, px * c + k) as i64 - in_zp as i64;
+                let num = (n * v - s1) as i128 * big_r;
+                let half = 1i128 << 45;
+                let z = if num >= 0 { (num + half) >> 46 } else { -((-num + half) >> 46) };
+                let z = z.clamp(i32::MIN as i128, i32::MAX as i128) as i32;
+                let o = out_zp.saturating_add(rq.apply(z)).saturating_add(b);
+                Y::put_clamped(y, px * c + k, o, Y::MIN, Y::MAX);
+            }
+        }
+    }
+}
+
+/// LUT16: `u = q + 32768`, `i = u >> 7`, `f = u & 127`,
+/// `y = t[i] + (((t[i+1] − t[i])·f + 64) >> 7)` over a 513-entry i16 table.
+pub fn lut16(x: &[u8], y: &mut [u8], table: &[u8]) {
+    for i in 0..E16::count(x).min(E16::count(y)) {
+        let u = (E16::get(x, i) + 32768) as usize;
+        let (j, f) = (u >> 7, (u & 127) as i32);
+        let (a, b) = (E16::get(table, j), E16::get(table, j + 1));
+        E16::put_clamped(y, i, a + (((b - a) * f + 64) >> 7), E16::MIN, E16::MAX);
+    }
+}
+
+/// ADD parameters, as in [`super::add::AddParams`].
+pub use super::add::AddParams;
+
+/// ADD with inputs `A`, `B` and output `Y` (`left_shift` ≤ 15 when an input is
+/// int16, so `v << left_shift` fits i32); `broadcast`: `b` is `1×1×c`.
+pub fn add<A: Elem, B: Elem, Y: Elem>(
+    a: &[u8],
+    b: &[u8],
+    y: &mut [u8],
+    c: usize,
+    broadcast: bool,
+    p: &AddParams,
+) {
+    let (ra, rb, ro) = (
+        Rq::new(p.a_mult, p.a_shift),
+        Rq::new(p.b_mult, p.b_shift),
+        Rq::new(p.out_mult, p.out_shift),
+    );
+    let ls = p.left_shift.clamp(0, 23) as u32;
+    for i in 0..Y::count(y).min(A::count(a)) {
+        let bi = if broadcast { i % c.max(1) } else { i };
+        let va = (A::get(a, i) - p.a_zp).wrapping_shl(ls);
+        let vb = (B::get(b, bi) - p.b_zp).wrapping_shl(ls);
+        let s = ra.apply(va).wrapping_add(rb.apply(vb));
+        let o = p.out_zp.wrapping_add(ro.apply(s));
+        Y::put_clamped(y, i, o, p.act_min, p.act_max);
+    }
+}
+
+/// One input of CONCAT (input `X`, output `Y`): channels `c_off..c_off + c_in` of
+/// every output pixel; `mult = 0` copies (`q − in_zp + out_zp`).
+#[allow(clippy::too_many_arguments)]
+pub fn concat_one<X: Elem, Y: Elem>(
+    x: &[u8],
+    c_in: usize,
+    y: &mut [u8],
+    c_out: usize,
+    c_off: usize,
+    in_zp: i32,
+    out_zp: i32,
+    mult: i32,
+    shift: i32,
+) {
+    if c_in == 0 || c_out == 0 {
+        return;
+    }
+    let rq = Rq::new(mult, shift);
+    let pixels = (X::count(x) / c_in).min(Y::count(y) / c_out);
+    for px in 0..pixels {
+        for k in 0..c_in {
+            let v = X::get(x, px * c_in + k) - in_zp;
+            let o = if mult == 0 { v + out_zp } else { out_zp.saturating_add(rq.apply(v)) };
+            Y::put_clamped(y, px * c_out + c_off + k, o, Y::MIN, Y::MAX);
+        }
+    }
+}
+
+/// REQUANT from `X` to `Y`.
+pub fn requant<X: Elem, Y: Elem>(
+    x: &[u8],
+    y: &mut [u8],
+    in_zp: i32,
+    out_zp: i32,
+    mult: i32,
+    shift: i32,
+) {
+    for i in 0..X::count(x).min(Y::count(y)) {
+        let o = out_zp.saturating_add(mbqm(X::get(x, i) - in_zp, mult, shift));
+        Y::put_clamped(y, i, o, Y::MIN, Y::MAX);
+    }
+}
+
+/// UPSAMPLE_NEAREST of `e`-byte elements.
+pub fn upsample_bytes(
+    x: &[u8],
+    [h, w, c]: [usize; 3],
+    y: &mut [u8],
+    fh: usize,
+    fw: usize,
+    e: usize,
+) {
+    let row = c * e;
+    let (oh, ow) = (h * fh, w * fw);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let src = ((oy / fh.max(1)) * w + ox / fw.max(1)) * row;
+            let dst = (oy * ow + ox) * row;
+            if let (Some(s), Some(d)) = (x.get(src..src + row), y.get_mut(dst..dst + row)) {
+                d.copy_from_slice(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::*;
+
+    fn i16_bytes(v: &[i16]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+    fn from_i16_bytes(b: &[u8]) -> Vec<i32> {
+        b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect()
+    }
+
+    /// Plain i64 model of CONV2D with i16 input/output (explicit padding).
+    #[test]
+    fn conv2d_i16_matches_i64_model() {
+        let mut r = Rng(0x16);
+        for case in 0..300 {
+            let (h, wd) = (r.range(3, 7) as usize, r.range(3, 7) as usize);
+            let ic = r.range(1, 6) as usize;
+            let oc = r.range(1, 5) as usize;
+            let (kh, kw) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
+            let (sh, sw) = (r.range(1, 2) as usize, r.range(1, 2) as usize);
+            let (pt, pl) = (r.range(0, kh as i64 - 1) as usize, r.range(0, kw as i64 - 1) as usize);
+            let (pb, pr) = (r.range(0, 1) as usize, r.range(0, 1) as usize);
+            let oh = (h + pt + pb - kh) / sh + 1;
+            let ow = (wd + pl + pr - kw) / sw + 1;
+            let x: Vec<i16> = (0..h * wd * ic)
+                .map(|i| if case % 4 == 0 && i % 3 == 0 { i16::MIN } else { r.next() as i16 })
+                .collect();
+            let ksz = kh * kw * ic;
+            let w: Vec<i8> = (0..oc * ksz).map(|_| r.range(-127, 127) as i8).collect();
+            let bias: Vec<i32> = (0..oc).map(|_| r.range(-1 << 20, 1 << 20) as i32).collect();
+            let reals: Vec<f64> = (0..oc).map(|_| 1e-5 + r.f64() * 1e-2).collect();
+            let (mult, shift): (Vec<i32>, Vec<i32>) =
+                reals.iter().map(|&v| quantize_multiplier(v)).unzip();
+            let p = Conv2dParams {
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                in_zp: 0,
+                out_zp: 0,
+                act_min: -32768,
+                act_max: 32767,
+            };
+            let xb = i16_bytes(&x);
+            let mut yb = vec![0u8; oh * ow * oc * 2];
+            conv2d::<E16, E16>(
+                &xb,
+                [h, wd, ic],
+                &mut yb,
+                [oh, ow, oc],
+                &p,
+                &w,
+                &i32_bytes(&bias),
+                &i32_bytes(&mult),
+                &i32_bytes(&shift),
+            );
+            let got = from_i16_bytes(&yb);
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..oc {
+                        let mut acc = bias[o] as i64;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * sh + ky) as i64 - pt as i64;
+                                let ix = (ox * sw + kx) as i64 - pl as i64;
+                                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                    continue;
+                                }
+                                for i in 0..ic {
+                                    let xv = x[(iy as usize * wd + ix as usize) * ic + i] as i64;
+                                    acc += xv * w[o * ksz + (ky * kw + kx) * ic + i] as i64;
+                                }
+                            }
+                        }
+                        let want = mbqm(acc as i32, mult[o], shift[o]).clamp(-32768, 32767);
+                        assert_eq!(got[(oy * ow + ox) * oc + o], want, "case {case}");
+                        let real = acc as f64 * real_of(mult[o], shift[o]);
+                        assert!((want as f64 - real.clamp(-32768.0, 32767.0)).abs() <= 1.0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conv2d_i8_in_i16_out_matches_i8_kernel_scaled() {
+        // int8 in, int16 out with the multiplier ×256 equals the int8 kernel's
+        // accumulator requantized at 256× finer scale: compare against mbqm directly.
+        let mut r = Rng(0x816);
+        for _ in 0..100 {
+            let (h, wd, ic, oc) = (4, 5, r.range(1, 4) as usize, r.range(1, 4) as usize);
+            let x = r.vec_i8(h * wd * ic);
+            let w: Vec<i8> = (0..oc * 9 * ic).map(|_| r.range(-127, 127) as i8).collect();
+            let in_zp = r.range(-128, 127) as i32;
+            let (m, s) = quantize_multiplier(0.37);
+            let p = Conv2dParams {
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                pt: 1,
+                pl: 1,
+                in_zp,
+                out_zp: 0,
+                act_min: -32768,
+                act_max: 32767,
+            };
+            let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+            let mut yb = vec![0u8; h * wd * oc * 2];
+            let mm = i32_bytes(&vec![m; oc]);
+            let ss = i32_bytes(&vec![s; oc]);
+            conv2d::<E8, E16>(&xb, [h, wd, ic], &mut yb, [h, wd, oc], &p, &w, &[], &mm, &ss);
+            let got = from_i16_bytes(&yb);
+            for oy in 0..h {
+                for ox in 0..wd {
+                    for o in 0..oc {
+                        let mut acc = 0i32;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (oy as i64 + ky - 1, ox as i64 + kx - 1);
+                                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                    continue;
+                                }
+                                for i in 0..ic {
+                                    let v = x[(iy as usize * wd + ix as usize) * ic + i] as i32;
+                                    let wv = w[o * 9 * ic + ((ky * 3 + kx) as usize) * ic + i];
+                                    acc += (v - in_zp) * wv as i32;
+                                }
+                            }
+                        }
+                        let want = mbqm(acc, m, s).clamp(-32768, 32767);
+                        assert_eq!(got[(oy * wd + ox) * oc + o], want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn group_norm_i16_normalizes() {
+        // Output Q: γ = 1, β = 0, output scale 1/4096 → z·4096 ≈ (x − μ)/σ·4096.
+        let mut r = Rng(0x6e);
+        for _ in 0..20 {
+            let (pixels, c, groups) = (r.range(4, 60) as usize, 4usize, 2usize);
+            let x: Vec<i16> = (0..pixels * c).map(|_| r.range(-20000, 20000) as i16).collect();
+            let (m, s) = quantize_multiplier(4096.0 / 65536.0);
+            let mult = i32_bytes(&vec![m; c]);
+            let shift = i32_bytes(&vec![s; c]);
+            let bias = i32_bytes(&vec![0; c]);
+            let mut yb = vec![0u8; pixels * c * 2];
+            group_norm::<E16, E16>(
+                &i16_bytes(&x),
+                c,
+                &mut yb,
+                groups,
+                0,
+                0,
+                0,
+                &mult,
+                &shift,
+                &bias,
+            );
+            let got = from_i16_bytes(&yb);
+            let cg = c / groups;
+            for g in 0..groups {
+                let vals: Vec<f64> = (0..pixels)
+                    .flat_map(|p| (0..cg).map(move |k| (p, g * cg + k)))
+                    .map(|(p, k)| x[p * c + k] as f64)
+                    .collect();
+                let n = vals.len() as f64;
+                let mu = vals.iter().sum::<f64>() / n;
+                let sd = (vals.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / n).sqrt();
+                for p in 0..pixels {
+                    for k in g * cg..(g + 1) * cg {
+                        let want =
+                            ((x[p * c + k] as f64 - mu) / sd * 4096.0).clamp(-32768.0, 32767.0);
+                        assert!(
+                            (got[p * c + k] as f64 - want).abs() <= 1.0,
+                            "{} vs {want}",
+                            got[p * c + k]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lut16_interpolates_exactly() {
+        let mut r = Rng(0x17);
+        let t: Vec<i16> = (0..513).map(|_| r.next() as i16).collect();
+        let x: Vec<i16> = (i16::MIN..=i16::MAX).step_by(7).chain([i16::MAX]).collect();
+        let mut yb = vec![0u8; x.len() * 2];
+        lut16(&i16_bytes(&x), &mut yb, &i16_bytes(&t));
+        for (&q, y) in x.iter().zip(from_i16_bytes(&yb)) {
+            let u = q as i32 + 32768;
+            let (j, f) = ((u >> 7) as usize, (u & 127) as i64);
+            let (a, b) = (t[j] as i64, t[j + 1] as i64);
+            let want = a + ((b - a) * f + 64).div_euclid(128);
+            assert_eq!(y as i64, want);
+            assert!(y as i64 >= a.min(b) && y as i64 <= a.max(b));
+        }
+    }
+
+    #[test]
+    fn add_mixed_matches_f64() {
+        let mut r = Rng(0xadd);
+        for _ in 0..200 {
+            let n = 24;
+            let a: Vec<i16> = (0..n).map(|_| r.range(-30000, 30000) as i16).collect();
+            let b = r.vec_i8(4);
+            let (sa, sb, so) = (1e-4, 0.02, 2e-4 + r.f64() * 1e-4);
+            let twice = 2.0 * f64::max(sa, sb);
+            let (am, ash) = quantize_multiplier(sa / twice);
+            let (bm, bsh) = quantize_multiplier(sb / twice);
+            let (om, osh) = quantize_multiplier(twice / ((1 << 15) as f64 * so));
+            let b_zp = r.range(-128, 127) as i32;
+            let p = AddParams {
+                a_zp: 0,
+                b_zp,
+                out_zp: 0,
+                left_shift: 15,
+                a_mult: am,
+                a_shift: ash,
+                b_mult: bm,
+                b_shift: bsh,
+                out_mult: om,
+                out_shift: osh,
+                act_min: -32768,
+                act_max: 32767,
+            };
+            let bb: Vec<u8> = b.iter().map(|&v| v as u8).collect();
+            let mut yb = vec![0u8; n * 2];
+            add::<E16, E8, E16>(&i16_bytes(&a), &bb, &mut yb, 4, true, &p);
+            for (i, y) in from_i16_bytes(&yb).into_iter().enumerate() {
+                let real = a[i] as f64 * sa + (b[i % 4] as i32 - b_zp) as f64 * sb;
+                let want = (real / so).round().clamp(-32768.0, 32767.0);
+                assert!((y as f64 - want).abs() <= 2.0, "{y} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn concat_and_requant_mixed() {
+        let mut r = Rng(0xc0);
+        let a: Vec<i16> = (0..12).map(|_| r.next() as i16).collect();
+        let b = r.vec_i8(6);
+        let bb: Vec<u8> = b.iter().map(|&v| v as u8).collect();
+        let mut yb = vec![0u8; 18 * 2];
+        concat_one::<E16, E16>(&i16_bytes(&a), 2, &mut yb, 3, 0, 0, 0, 0, 0);
+        let (m, s) = quantize_multiplier(256.0);
+        concat_one::<E8, E16>(&bb, 1, &mut yb, 3, 2, 3, 0, m, s);
+        let y = from_i16_bytes(&yb);
+        for p in 0..6 {
+            assert_eq!(y[p * 3], a[p * 2] as i32);
+            assert_eq!(y[p * 3 + 1], a[p * 2 + 1] as i32);
+            assert_eq!(y[p * 3 + 2], ((b[p] as i32 - 3) * 256).clamp(-32768, 32767));
+        }
+        let (m, s) = quantize_multiplier(1.0 / 256.0);
+        let mut y8 = vec![0u8; 12];
+        requant::<E16, E8>(&i16_bytes(&a), &mut y8, 0, -5, m, s);
+        for (q, &v) in y8.iter().zip(&a) {
+            let want = (-5.0 + v as f64 / 256.0).round().clamp(-128.0, 127.0);
+            assert!((*q as i8 as f64 - want).abs() <= 1.0);
+        }
+    }
+
+    #[test]
+    fn upsample_i16_copies_elements() {
+        let x: Vec<i16> = (0..2 * 3 * 2).map(|v| v * 1000 - 5000).collect();
+        let mut yb = vec![0u8; 4 * 6 * 2 * 2];
+        upsample_bytes(&i16_bytes(&x), [2, 3, 2], &mut yb, 2, 2, 2);
+        let y = from_i16_bytes(&yb);
+        for oy in 0..4 {
+            for ox in 0..6 {
+                for k in 0..2 {
+                    assert_eq!(y[(oy * 6 + ox) * 2 + k], x[((oy / 2) * 3 + ox / 2) * 2 + k] as i32);
+                }
+            }
+        }
+    }
+}
