@@ -87,6 +87,61 @@ fn quantize_then_inspect_json() {
 }
 
 #[test]
+fn activations_mixed_by_default_int8_on_request() {
+    let m = data("tiny_unet.onnx");
+    let inspect = |out: &Path| -> serde_json::Value {
+        let o = converter(&["inspect", out.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let mixed = tmp("tiny_mixed.ddq");
+    let o = quantize(&m, &mixed, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = inspect(&mixed);
+    assert_eq!(v["provenance"]["calibration"]["activations"], "mixed");
+    let n16 = v["int16_tensors"].as_u64().unwrap();
+    assert!(n16 > 0);
+    assert_eq!(v["provenance"]["calibration"]["int16_tensors"].as_u64().unwrap(), n16);
+    let image = v["image"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap());
+    let image_hw: u64 = image.take(2).product();
+    let list = v["tensor_list"].as_array().unwrap();
+    for t in list.iter().filter(|t| t["type"] == "i16") {
+        let sh: Vec<u64> =
+            t["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        assert!(sh[0] * sh[1] >= image_hw, "int16 below image resolution: {t}");
+        assert_eq!(t["bytes"].as_u64().unwrap(), 2 * sh[0] * sh[1] * sh[2], "{t}");
+        assert_eq!(t["zero_point"], 0, "{t}");
+        assert_eq!(t["arena_offset"].as_u64().unwrap() % 2, 0, "{t}");
+    }
+    let ops = v["ops"].as_array().unwrap();
+    assert!(ops.iter().any(|o| o["op"] == "LUT16"));
+    // ε stays int8.
+    let last = ops.last().unwrap();
+    assert_eq!(last["output_type"], "i8");
+    assert!(v["arena_bytes"].as_u64().unwrap() >= v["arena_lower_bound_bytes"].as_u64().unwrap());
+    let text = String::from_utf8_lossy(&converter(&["inspect", mixed.to_str().unwrap()]).stdout)
+        .to_string();
+    assert!(text.contains(":i16") && text.contains("int16"), "{text}");
+
+    let int8 = tmp("tiny_int8.ddq");
+    let o = quantize(&m, &int8, &["--activations", "int8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w = inspect(&int8);
+    assert_eq!(w["provenance"]["calibration"]["activations"], "int8");
+    assert_eq!(w["int16_tensors"], 0);
+    assert!(w["ops"].as_array().unwrap().iter().all(|o| o["op"] != "LUT16"));
+    assert!(w["arena_bytes"].as_u64().unwrap() < v["arena_bytes"].as_u64().unwrap());
+
+    // Both run on the runtime.
+    for a in [&mixed, &int8] {
+        let o = converter(&["sample", a.to_str().unwrap(), "--steps", "5", "--quiet"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("digest: "));
+    }
+    assert_error(&quantize(&m, &tmp("x.ddq"), &["--activations", "int4"]), &["--activations"]);
+}
+
+#[test]
 fn default_output_replaces_the_extension() {
     let model = tmp("copy.onnx");
     std::fs::copy(data("tiny_unet.onnx"), &model).unwrap();
