@@ -3,10 +3,46 @@
 //! bounds `kh·kw·ic` by 511 so the i32 accumulator is exact.
 //!
 //! [`conv2d_i16`] picks the kernel for the target; every kernel is bit-exact with
-//! the portable one, [`super::wide::conv2d`].
+//! the portable one, [`super::wide::conv2d`]:
+//!
+//! - Armv7E-M (`cfg(ddpm_dsp)`): im2col columns of [`PIX`] output pixels in the
+//!   int8 kernel's layout (`super::im2col`): per group of 4 window elements
+//!   `k0..k3` and pixel, the halfword pairs `(x[k0], x[k2])` and `(x[k1], x[k3])`,
+//!   which is what `SXTB16` and `SXTB16 ROR #8` make of a weight word, so one
+//!   weight word feeds 10 `SMLAD`s (20 MACs). The loop is counted (the int8
+//!   kernel's sentinel `(−32768, −32768)` is a legal int16 pair).
+//! - 64-bit hosts (`cfg(ddpm_wide)`): contiguous i16 columns of [`WPIX`] pixels
+//!   and widening i16 dot products, which LLVM vectorizes (`PMADDWD`, `SMLAL`).
+//! - elsewhere: [`super::wide::conv2d`].
+//!
+//! Padding taps read 0 (`in_zp = 0`). `|x| ≤ 32768`, `|w| ≤ 128` and
+//! `kh·kw·ic ≤ 511` keep every product and partial sum exact in i32, so the sums,
+//! added to the bias with the same wrapping add and requantized by
+//! [`OutRq`] (bit-identical to MBQM), give the portable kernel's outputs. Tensors
+//! are read as bytes: no alignment is assumed.
+//!
+//! Stack: columns `4·(KC/4·GW + GW)` bytes (2.9 KiB) plus a `2·KC`-byte raw window
+//! and the per-block constants and partial sums (1.4 KiB) on Armv7E-M; on hosts
+//! `2·WPIX·KC + 2·KC` bytes of columns and widened weights.
 
 use super::conv2d::Conv2dParams;
-use super::wide::{self, E16, E8};
+use super::im2col::OutRq;
+use super::le_i32;
+use super::wide::{self, Elem, E16, E8};
+
+/// Output pixels per column group (Armv7E-M kernel).
+pub const PIX: usize = 5;
+/// Pixels per column group of the host kernel.
+pub const WPIX: usize = 4;
+/// Window elements per chunk (windows up to 511 elements take two chunks).
+pub const KC: usize = 288;
+/// Column words per group of 4 window elements: two per pixel.
+const GW: usize = 2 * PIX;
+/// Column words: `KC/4` groups and one group of slack the DSP loop's last
+/// (discarded) prefetch may read.
+const COL_WORDS: usize = KC / 4 * GW + GW;
+/// Output channels whose constants and partial sums are held at once.
+const BLOCK: usize = 32;
 
 /// Runs the convolution: `x` is `[h, w, ic]` int16 little-endian bytes, `y` is
 /// `[oh, ow, oc]` int16 (`y_int16`) or int8 bytes; weights `[oc][kh][kw][ic]` int8;
@@ -27,9 +63,626 @@ pub fn conv2d_i16(
     scratch: &mut [u8],
 ) {
     let _ = scratch;
+    let fast = p.in_zp == 0 && p.kh * p.kw * in_shape[2] <= 2 * KC;
+    #[cfg(ddpm_dsp)]
+    if fast {
+        return if y_int16 {
+            conv_cols::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        } else {
+            conv_cols::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        };
+    }
+    #[cfg(ddpm_wide)]
+    if fast {
+        return if y_int16 {
+            conv_wide::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        } else {
+            conv_wide::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        };
+    }
+    let _ = fast;
     if y_int16 {
         wide::conv2d::<E16, E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift);
     } else {
         wide::conv2d::<E16, E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift);
+    }
+}
+
+/// Input window origin `(iy0, ix0)` of output pixel `q` (`None` past the end).
+#[inline(always)]
+fn origin(q: usize, npix: usize, ow: usize, p: &Conv2dParams) -> Option<(isize, isize)> {
+    (q < npix).then(|| {
+        let (oy, ox) = (q / ow.max(1), q % ow.max(1));
+        ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
+    })
+}
+
+/// Whether the whole kernel window at `(iy0, ix0)` lies inside the input.
+#[inline(always)]
+fn inside(pos: (isize, isize), [h, wd, _]: [usize; 3], p: &Conv2dParams) -> bool {
+    let (iy0, ix0) = pos;
+    iy0 >= 0 && iy0 as usize + p.kh <= h && ix0 >= 0 && ix0 as usize + p.kw <= wd
+}
+
+/// Copies `n = dst.len()` int16 elements from element `off` of `x` (0 when out of
+/// bounds).
+#[inline(always)]
+fn copy16(x: &[u8], off: usize, dst: &mut [i16]) {
+    match x.get(2 * off..2 * (off + dst.len())) {
+        Some(s) => {
+            for (d, c) in dst.iter_mut().zip(s.chunks_exact(2)) {
+                if let &[lo, hi] = c {
+                    *d = i16::from_le_bytes([lo, hi]);
+                }
+            }
+        }
+        None => dst.iter_mut().for_each(|v| *v = 0),
+    }
+}
+
+/// One pixel's window chunk `[k0, k0 + len)` of its `[kh][kw][ic]` window into
+/// `raw[..len]`, padding taps 0 (all 0 for `pos = None`).
+#[allow(clippy::too_many_arguments)]
+fn gather(
+    x: &[u8],
+    in_shape: [usize; 3],
+    p: &Conv2dParams,
+    pos: Option<(isize, isize)>,
+    k0: usize,
+    len: usize,
+    raw: &mut [i16],
+) {
+    let [h, wd, ic] = in_shape;
+    let Some((iy0, ix0)) = pos else {
+        raw.iter_mut().take(len).for_each(|v| *v = 0);
+        return;
+    };
+    let row = p.kw * ic;
+    let k1 = k0 + len;
+    let whole = inside((iy0, ix0), in_shape, p);
+    let mut k = k0;
+    while k < k1 {
+        let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
+        let iy = iy0 + ky as isize;
+        let ix = ix0 + kx as isize;
+        let row_in = iy >= 0 && (iy as usize) < h;
+        // Contiguous source run: the rest of this kernel row if all its taps are
+        // inside the input, else the rest of this tap.
+        let whole_row = whole || (row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd);
+        let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
+        let dst = raw.get_mut(k - k0..end - k0).unwrap_or(&mut []);
+        if row_in && ix >= 0 && (ix as usize) < wd {
+            copy16(x, (iy as usize * wd + ix as usize) * ic + i, dst);
+        } else {
+            dst.iter_mut().for_each(|v| *v = 0);
+        }
+        k = end;
+    }
+}
+
+/// Requantizes one sum and stores it as element `i` of `y`.
+#[inline(always)]
+fn put<Y: Elem>(y: &mut [u8], i: usize, s: i32, b: i32, rq: &OutRq, p: &Conv2dParams) {
+    let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
+    Y::put_clamped(y, i, v, p.act_min, p.act_max);
+}
+
+/// Per-channel constants of channels `c0..c0 + cn`: bias and requantization.
+fn consts(c0: usize, cn: usize, bias: &[u8], mult: &[u8], shift: &[u8]) -> [(i32, OutRq); BLOCK] {
+    let mut k = [(0i32, OutRq::default()); BLOCK];
+    for (j, kj) in k.iter_mut().enumerate().take(cn) {
+        let o = c0 + j;
+        *kj = (le_i32(bias, o), OutRq::new(le_i32(mult, o), le_i32(shift, o)));
+    }
+    k
+}
+
+// ---------------------------------------------------------------------------
+// Armv7E-M: SMLAD columns.
+
+/// Pixel `px`'s two words of each group in `col`.
+#[inline(always)]
+fn pixel_words(col: &mut [u32], px: usize) -> impl Iterator<Item = &mut [u32]> {
+    col.get_mut(2 * px..).unwrap_or(&mut []).chunks_mut(GW)
+}
+
+/// `(x0, x2)` and `(x1, x3)` from the words `(x0, x1)`, `(x2, x3)` (`PKHBT`,
+/// `PKHTB`).
+#[inline(always)]
+fn pair(a: u32, b: u32) -> (u32, u32) {
+    ((a & 0xffff) | (b << 16), (a >> 16) | (b & 0xffff_0000))
+}
+
+/// Pixel `px`'s column words of `raw` (a multiple of 4 elements).
+#[inline]
+fn columns(raw: &[i16], px: usize, col: &mut [u32]) {
+    for (d, q) in pixel_words(col, px).zip(raw.chunks_exact(4)) {
+        if let ([d0, d1, ..], &[q0, q1, q2, q3]) = (d, q) {
+            let h = |v: i16| v as u16 as u32;
+            (*d0, *d1) = pair(h(q0) | h(q1) << 16, h(q2) | h(q3) << 16);
+        }
+    }
+}
+
+/// Pixel `px`'s column words straight from the input bytes `src` (8 bytes per
+/// group, `groups` groups) into `col` (starting at the first group to write).
+#[inline]
+fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
+    for (d, q) in pixel_words(col, px).zip(src.chunks_exact(8)).take(groups) {
+        if let ([d0, d1, ..], &[b0, b1, b2, b3, b4, b5, b6, b7]) = (d, q) {
+            let a = u32::from_le_bytes([b0, b1, b2, b3]);
+            let b = u32::from_le_bytes([b4, b5, b6, b7]);
+            (*d0, *d1) = pair(a, b);
+        }
+    }
+}
+
+/// `acc[p] += Σ_k x_p[k]·w[k]` over `len` elements of the columns: the full blocks
+/// of 4 groups through `kern::dot_groups`, the rest here with the weights
+/// zero-padded to a whole group.
+#[inline(always)]
+fn dot(col: &[u32; COL_WORDS], w: &[i8], len: usize, acc: &mut [i32; PIX]) {
+    let ng16 = len / 16 * 4;
+    if ng16 > 0 {
+        kern::dot_groups(col, w, ng16, acc);
+    }
+    let lo = |v: u32| v as u16 as i16 as i32;
+    let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+    for g in ng16..len.div_ceil(4) {
+        let mut wq = [0i32; 4];
+        for (i, d) in wq.iter_mut().enumerate() {
+            if 4 * g + i < len {
+                *d = w.get(4 * g + i).copied().unwrap_or(0) as i32;
+            }
+        }
+        let c = col.get(g * GW..(g + 1) * GW).unwrap_or(&[]);
+        for (a, uv) in acc.iter_mut().zip(c.chunks_exact(2)) {
+            if let &[u, v] = uv {
+                *a = a
+                    .wrapping_add(lo(u) * wq[0] + hi(u) * wq[2])
+                    .wrapping_add(lo(v) * wq[1] + hi(v) * wq[3]);
+            }
+        }
+    }
+}
+
+/// The Armv7E-M kernel (also built and tested on hosts with the portable column
+/// dot product). Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(ddpm_dsp), allow(dead_code))]
+fn conv_cols<Y: Elem>(
+    x: &[u8],
+    in_shape: [usize; 3],
+    y: &mut [u8],
+    [oh, ow, oc]: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    let [_, wd, ic] = in_shape;
+    let ksz = p.kh * p.kw * ic;
+    let npix = oh * ow;
+    if oc == 0 || ksz == 0 || npix == 0 {
+        return;
+    }
+    let chunks = ksz.div_ceil(KC);
+    let row = p.kw * ic;
+    // Windows inside the input go straight from the input into the columns when
+    // every kernel row is whole groups (one chunk).
+    let direct = chunks == 1 && row % 4 == 0;
+    let mut col = [0u32; COL_WORDS];
+    let mut raw = [0i16; KC];
+    let mut part = [[0i32; PIX]; BLOCK];
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = BLOCK.min(oc - c0);
+        let k = consts(c0, cn, bias, mult, shift);
+        let mut q0 = 0;
+        while q0 < npix {
+            let valid = (npix - q0).min(PIX);
+            for ch in 0..chunks {
+                let k0 = ch * KC;
+                let len = KC.min(ksz - k0);
+                let lenp = len.div_ceil(4) * 4;
+                for px in 0..PIX {
+                    let pos = origin(q0 + px, npix, ow, p);
+                    match pos {
+                        Some(o) if direct && inside(o, in_shape, p) => {
+                            let base = (o.0 as usize * wd + o.1 as usize) * ic;
+                            for r in 0..p.kh {
+                                let off = 2 * (base + r * wd * ic);
+                                let src = x.get(off..off + 2 * row).unwrap_or(&[]);
+                                let dst = col.get_mut(r * row / 4 * GW..).unwrap_or(&mut []);
+                                columns_from_bytes(src, row / 4, px, dst);
+                            }
+                        }
+                        _ => {
+                            gather(x, in_shape, p, pos, k0, len, &mut raw);
+                            raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
+                            columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
+                        }
+                    }
+                }
+                let last = ch + 1 == chunks;
+                for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
+                    let o = c0 + j;
+                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
+                    let mut acc = if ch == 0 { [0; PIX] } else { *pj };
+                    dot(&col, wc, len, &mut acc);
+                    if !last {
+                        *pj = acc;
+                        continue;
+                    }
+                    for (i, &s) in acc.iter().enumerate().take(valid) {
+                        put::<Y>(y, (q0 + i) * oc + o, s, *b, rq, p);
+                    }
+                }
+            }
+            q0 += PIX;
+        }
+        c0 += cn;
+    }
+}
+
+/// Portable column dot product (hosts; the reference for the DSP one).
+#[allow(dead_code)]
+mod generic {
+    use super::{COL_WORDS, GW, PIX};
+
+    /// `acc[p] += Σ_k x_p[k]·w[k]` over the first `ng` groups of 4 elements.
+    #[inline]
+    pub fn dot_groups(col: &[u32; COL_WORDS], w: &[i8], ng: usize, acc: &mut [i32; PIX]) {
+        let lo = |v: u32| v as u16 as i16 as i32;
+        let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+        for (c, wq) in col.chunks_exact(GW).zip(w.chunks_exact(4)).take(ng) {
+            let &[w0, w1, w2, w3] = wq else { return };
+            let (w0, w1, w2, w3) = (w0 as i32, w1 as i32, w2 as i32, w3 as i32);
+            for (a, uv) in acc.iter_mut().zip(c.chunks_exact(2)) {
+                let &[u, v] = uv else { return };
+                *a = a.wrapping_add(lo(u) * w0 + hi(u) * w2).wrapping_add(lo(v) * w1 + hi(v) * w3);
+            }
+        }
+    }
+}
+
+#[cfg(not(ddpm_dsp))]
+use generic as kern;
+
+#[cfg(ddpm_dsp)]
+use dsp as kern;
+
+#[cfg(ddpm_dsp)]
+mod dsp {
+    use super::{COL_WORDS, GW, PIX};
+    use core::arch::asm;
+
+    /// One group of 4 window elements × 5 pixels: a weight word split into its
+    /// even and odd bytes, 10 `SMLAD`s; the two `LDM`s load this group's last 5
+    /// column words and the next group's first 5.
+    macro_rules! group {
+        () => {
+            concat!(
+                "ldr r5, [r7], #4\n",
+                "sxtb16 r6, r5\n",
+                "sxtb16 r5, r5, ror #8\n",
+                "smlad r8, r0, r6, r8\n",
+                "smlad r8, r1, r5, r8\n",
+                "smlad r9, r2, r6, r9\n",
+                "smlad r9, r3, r5, r9\n",
+                "smlad r10, r4, r6, r10\n",
+                "ldm lr!, {{r0-r4}}\n",
+                "smlad r10, r0, r5, r10\n",
+                "smlad r11, r1, r6, r11\n",
+                "smlad r11, r2, r5, r11\n",
+                "smlad r12, r3, r6, r12\n",
+                "smlad r12, r4, r5, r12\n",
+                "ldm lr!, {{r0-r4}}\n",
+            )
+        };
+    }
+
+    /// As `generic::dot_groups` for `ng` a positive multiple of 4: 4 groups per
+    /// iteration, counted by the column pointer against its end (kept on the
+    /// stack: every register is in use).
+    #[inline(always)]
+    pub fn dot_groups(col: &[u32; COL_WORDS], w: &[i8], ng: usize, acc: &mut [i32; PIX]) {
+        // The loop reads ng·GW + 5 column words (the last LDM prefetches the
+        // first half of the group after the last) and 4·ng weight bytes.
+        if ng == 0 || ng % 4 != 0 || ng * GW + 5 > COL_WORDS || w.len() < 4 * ng {
+            return super::generic::dot_groups(col, w, ng, acc);
+        }
+        // SAFETY: as checked above, the pointer one past the last word the loop
+        // reads is still inside (or one past) `col`.
+        let end = unsafe { col.as_ptr().add(ng * GW + 5) };
+        let [mut a0, mut a1, mut a2, mut a3, mut a4] = *acc;
+        // SAFETY: reads stay inside `col` and `w` (checked above): the loop runs
+        // ng/4 times, advancing the column pointer by 4·GW words per iteration
+        // from word 5 to word ng·GW + 5 = `end`, and the weight pointer by 16
+        // bytes. LDR may be unaligned on Armv7E-M (the weights' address is
+        // arbitrary); LDM reads the 4-aligned `u32` columns. Every operand is an
+        // explicit register; r6 and r7 (which cannot be operands) are saved on
+        // the stack with `end` (r5) and restored. SMLAD's Q flag and CMP's flags
+        // are not relied on outside the block.
+        unsafe {
+            asm!(
+                "push {{r5, r6, r7}}",
+                "mov r7, r0",
+                "ldm lr!, {{r0-r4}}",
+                "2:",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "ldr r6, [sp]",
+                "cmp lr, r6",
+                "bne 2b",
+                "pop {{r5, r6, r7}}",
+                inout("lr") col.as_ptr() => _,
+                inout("r0") w.as_ptr() => _,
+                inout("r5") end => _,
+                inout("r8") a0,
+                inout("r9") a1,
+                inout("r10") a2,
+                inout("r11") a3,
+                inout("r12") a4,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                options(readonly),
+            )
+        };
+        *acc = [a0, a1, a2, a3, a4];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 64-bit hosts: contiguous i16 columns, vectorized widening dot products.
+
+/// Columns of the host kernel: each pixel's window chunk, contiguous.
+type Cols = [[i16; KC]; WPIX];
+
+/// `acc[p] += Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements: weights
+/// widened once, then four widening i16 dot products (vectorized by LLVM).
+#[inline(always)]
+fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
+    let mut wbuf = [0i16; KC];
+    for (d, &v) in wbuf.iter_mut().zip(wc) {
+        *d = v as i16;
+    }
+    let wq = wbuf.get(..wc.len()).unwrap_or(&[]);
+    for (a, c) in acc.iter_mut().zip(col) {
+        let d: i32 = c
+            .iter()
+            .zip(wq)
+            .map(|(&xv, &wv)| xv as i32 * wv as i32)
+            .fold(0i32, |s, v| s.wrapping_add(v));
+        *a = a.wrapping_add(d);
+    }
+}
+
+/// The host kernel. Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(ddpm_wide), allow(dead_code))]
+fn conv_wide<Y: Elem>(
+    x: &[u8],
+    in_shape: [usize; 3],
+    y: &mut [u8],
+    [oh, ow, oc]: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    let ksz = p.kh * p.kw * in_shape[2];
+    let npix = oh * ow;
+    if oc == 0 || ksz == 0 || npix == 0 {
+        return;
+    }
+    let chunks = ksz.div_ceil(KC);
+    let mut col: Cols = [[0i16; KC]; WPIX];
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = BLOCK.min(oc - c0);
+        let k = consts(c0, cn, bias, mult, shift);
+        let mut q0 = 0;
+        while q0 < npix {
+            let mut acc = [[0i32; WPIX]; BLOCK];
+            for ch in 0..chunks {
+                let k0 = ch * KC;
+                let len = KC.min(ksz - k0);
+                for (i, c) in col.iter_mut().enumerate() {
+                    gather(x, in_shape, p, origin(q0 + i, npix, ow, p), k0, len, c);
+                }
+                for (j, aj) in acc.iter_mut().enumerate().take(cn) {
+                    let o = c0 + j;
+                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
+                    dot4_wide(&col, wc, aj);
+                }
+            }
+            for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
+                for (j, (aj, (b, rq))) in acc.iter().zip(&k).enumerate().take(cn) {
+                    let s = aj.get(i).copied().unwrap_or(0);
+                    put::<Y>(y, q * oc + c0 + j, s, *b, rq, p);
+                }
+            }
+            q0 += WPIX;
+        }
+        c0 += cn;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::*;
+
+    fn i16_bytes(v: &[i16]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// Every kernel of this file against `wide::conv2d`, bit for bit, both output
+    /// types, on random shapes, strides, paddings, kernels and extreme values.
+    #[test]
+    fn kernels_match_wide_conv2d() {
+        let mut r = Rng(0x1616);
+        let mut ran = 0;
+        for case in 0..3000 {
+            let (kh, kw) = match case % 5 {
+                0 => (1, 1),
+                1 | 2 => (3, 3),
+                _ => (r.range(1, 5) as usize, r.range(1, 5) as usize),
+            };
+            let ic = match case % 7 {
+                0 => 16,
+                1 => 32,
+                2 => 4 * r.range(1, 12) as usize,
+                3 => r.range(1, 511 / (kh * kw) as i64) as usize,
+                _ => r.range(1, 9) as usize,
+            };
+            let ic = ic.min(511 / (kh * kw)).max(1);
+            if kh * kw * ic > 511 {
+                continue;
+            }
+            let h = r.range(1, 12) as usize;
+            let wd = r.range(1, 12) as usize;
+            let oc = match case % 11 {
+                0 => r.range(33, 70),
+                1 => 1,
+                2 => 16,
+                _ => r.range(1, 9),
+            } as usize;
+            let (sh, sw) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
+            let pt = r.range(0, kh as i64) as usize;
+            let pb = r.range(0, kh as i64) as usize;
+            let pl = r.range(0, kw as i64) as usize;
+            let pr = r.range(0, kw as i64) as usize;
+            if h + pt + pb < kh || wd + pl + pr < kw {
+                continue;
+            }
+            let oh = (h + pt + pb - kh) / sh + 1;
+            let ow = (wd + pl + pr - kw) / sw + 1;
+            let extreme = [i16::MIN, i16::MAX, -32767, 0, -1, 1];
+            let x: Vec<i16> = (0..h * wd * ic)
+                .map(|_| match case % 4 {
+                    0 => i16::MIN,
+                    1 => extreme[(r.next() % 6) as usize],
+                    _ => r.next() as i16,
+                })
+                .collect();
+            let w: Vec<i8> =
+                (0..oc * kh * kw * ic).map(|_| if case % 4 == 0 { -128 } else { r.i8() }).collect();
+            let bias: Vec<i32> = (0..oc).map(|_| r.range(-1 << 24, 1 << 24) as i32).collect();
+            let (mut mult, mut shift) = (vec![], vec![]);
+            for _ in 0..oc {
+                let real = match r.next() % 5 {
+                    0 => 1e-7 + r.f64() * 1e-6,
+                    1 => 0.5 + r.f64() * 3.0,
+                    _ => 1e-5 + r.f64() * 1e-2,
+                };
+                let (m, s) = quantize_multiplier(real);
+                mult.push(m);
+                shift.push(s);
+            }
+            let out_zp = if case % 3 == 0 { r.range(-20, 20) as i32 } else { 0 };
+            let (lo, hi) = match case % 6 {
+                0 => (0, 127),
+                1 => (-100, 30000),
+                _ => (-32768, 32767),
+            };
+            let p =
+                Conv2dParams { kh, kw, sh, sw, pt, pl, in_zp: 0, out_zp, act_min: lo, act_max: hi };
+            let xb = i16_bytes(&x);
+            // An odd offset in a larger buffer: no alignment may be assumed.
+            let mut xbuf = vec![0u8; xb.len() + 3];
+            let xoff = 1 + 2 * (case % 2);
+            xbuf[xoff..xoff + xb.len()].copy_from_slice(&xb);
+            let xs = &xbuf[xoff..xoff + xb.len()];
+            let bias_b = if case % 9 == 0 { vec![] } else { i32_bytes(&bias) };
+            let (mb, sb) = (i32_bytes(&mult), i32_bytes(&shift));
+            let args = ([h, wd, ic], [oh, ow, oc]);
+            for y16 in [false, true] {
+                let n = oh * ow * oc * if y16 { 2 } else { 1 };
+                let mut want = vec![0u8; n];
+                if y16 {
+                    wide::conv2d::<E16, E16>(
+                        xs, args.0, &mut want, args.1, &p, &w, &bias_b, &mb, &sb,
+                    );
+                } else {
+                    wide::conv2d::<E16, E8>(
+                        xs, args.0, &mut want, args.1, &p, &w, &bias_b, &mb, &sb,
+                    );
+                }
+                let mut got = vec![0u8; n];
+                let mut scratch = vec![0u8; 4 * oc];
+                conv2d_i16(
+                    xs,
+                    args.0,
+                    &mut got,
+                    y16,
+                    args.1,
+                    &p,
+                    &w,
+                    &bias_b,
+                    &mb,
+                    &sb,
+                    &mut scratch,
+                );
+                assert_eq!(got, want, "conv2d_i16, case {case}, y16 {y16}");
+                let mut g2 = vec![0u8; n];
+                let mut g3 = vec![0u8; n];
+                if y16 {
+                    conv_cols::<E16>(xs, args.0, &mut g2, args.1, &p, &w, &bias_b, &mb, &sb);
+                    conv_wide::<E16>(xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb);
+                } else {
+                    conv_cols::<E8>(xs, args.0, &mut g2, args.1, &p, &w, &bias_b, &mb, &sb);
+                    conv_wide::<E8>(xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb);
+                }
+                assert_eq!(g2, want, "columns, case {case}, y16 {y16}");
+                assert_eq!(g3, want, "wide, case {case}, y16 {y16}");
+            }
+            ran += 1;
+        }
+        assert!(ran > 2000, "{ran}");
+    }
+
+    /// The column dot product against plain sums, for every group count up to a
+    /// chunk, with extreme values (the DSP loop is counted, not sentinel-ended).
+    #[test]
+    fn dot_matches_plain_sums() {
+        let mut r = Rng(0x5d);
+        for len in 1..=KC {
+            let raw: Vec<Vec<i16>> = (0..PIX)
+                .map(|p| {
+                    (0..len.div_ceil(4) * 4)
+                        .map(|k| {
+                            if k >= len {
+                                0
+                            } else if p == 0 {
+                                i16::MIN
+                            } else {
+                                r.next() as i16
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let w: Vec<i8> = (0..len).map(|_| if len % 3 == 0 { -128 } else { r.i8() }).collect();
+            let mut col = [0u32; COL_WORDS];
+            for (p, rp) in raw.iter().enumerate() {
+                columns(rp, p, &mut col);
+            }
+            let mut acc = [1, 2, 3, 4, 5];
+            dot(&col, &w, len, &mut acc);
+            for p in 0..PIX {
+                let want: i64 =
+                    raw[p].iter().zip(&w).map(|(&x, &v)| x as i64 * v as i64).sum::<i64>();
+                assert_eq!(acc[p] as i64, want + p as i64 + 1, "len {len}");
+            }
+        }
     }
 }
