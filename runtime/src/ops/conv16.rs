@@ -204,16 +204,121 @@ fn columns(raw: &[i16], px: usize, col: &mut [u32]) {
     }
 }
 
-/// Pixel `px`'s column words straight from the input bytes `src` (8 bytes per
-/// group, `groups` groups) into `col` (starting at the first group to write).
-#[inline]
+/// Pixel `px`'s column words of `groups` groups straight from the input bytes
+/// `src` (8 bytes per group) into `col` (from its first group): two unaligned word
+/// loads, `PKHBT`, `PKHTB` and two stores per group.
+#[inline(always)]
 fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
-    for (d, q) in pixel_words(col, px).zip(src.chunks_exact(8)).take(groups) {
-        if let ([d0, d1, ..], &[b0, b1, b2, b3, b4, b5, b6, b7]) = (d, q) {
-            let a = u32::from_le_bytes([b0, b1, b2, b3]);
-            let b = u32::from_le_bytes([b4, b5, b6, b7]);
-            (*d0, *d1) = pair(a, b);
+    if groups == 0 {
+        return;
+    }
+    if src.len() < 8 * groups || col.len() < 2 * px + (groups - 1) * GW + 2 {
+        for (d, q) in pixel_words(col, px).zip(src.chunks_exact(8)).take(groups) {
+            if let ([d0, d1, ..], &[b0, b1, b2, b3, b4, b5, b6, b7]) = (d, q) {
+                let a = u32::from_le_bytes([b0, b1, b2, b3]);
+                let b = u32::from_le_bytes([b4, b5, b6, b7]);
+                (*d0, *d1) = pair(a, b);
+            }
         }
+        return;
+    }
+    // SAFETY: reads 8·groups bytes of `src` and writes words 2·px + g·GW and
+    // 2·px + g·GW + 1 for g < groups of `col`, all in bounds (checked above);
+    // the reads are unaligned-safe (`read_unaligned`), the writes are to `u32`s.
+    unsafe {
+        let mut s = src.as_ptr();
+        let mut d = col.as_mut_ptr().add(2 * px);
+        for _ in 0..groups {
+            let a = u32::from_le(s.cast::<u32>().read_unaligned());
+            let b = u32::from_le(s.add(4).cast::<u32>().read_unaligned());
+            let (u, v) = pair(a, b);
+            d.write(u);
+            d.add(1).write(v);
+            s = s.add(8);
+            d = d.add(GW);
+        }
+    }
+}
+
+/// Zeroes pixel `px`'s words of the first `groups` groups of `col`.
+#[inline(always)]
+fn zero_groups(col: &mut [u32], groups: usize, px: usize) {
+    for d in pixel_words(col, px).take(groups) {
+        d.iter_mut().take(2).for_each(|v| *v = 0);
+    }
+}
+
+/// Pixel `px`'s columns of a one-chunk window with `ic % 4 == 0`, straight from
+/// the input: one run per kernel row when the window is inside the input, else
+/// one per tap (padding taps zero).
+#[inline(always)]
+fn columns_direct(
+    x: &[u8],
+    in_shape: [usize; 3],
+    p: &Conv2dParams,
+    o: (isize, isize),
+    px: usize,
+    col: &mut [u32],
+) {
+    let [h, wd, ic] = in_shape;
+    let (row, g_ic) = (p.kw * ic, ic / 4);
+    if inside(o, in_shape, p) {
+        let base = (o.0 as usize * wd + o.1 as usize) * ic;
+        for r in 0..p.kh {
+            let off = 2 * (base + r * wd * ic);
+            let src = x.get(off..off + 2 * row).unwrap_or(&[]);
+            let dst = col.get_mut(r * row / 4 * GW..).unwrap_or(&mut []);
+            columns_from_bytes(src, row / 4, px, dst);
+        }
+        return;
+    }
+    for ky in 0..p.kh {
+        let iy = o.0 + ky as isize;
+        for kx in 0..p.kw {
+            let ix = o.1 + kx as isize;
+            let dst = col.get_mut((ky * p.kw + kx) * g_ic * GW..).unwrap_or(&mut []);
+            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd {
+                let off = 2 * ((iy as usize * wd + ix as usize) * ic);
+                columns_from_bytes(x.get(off..off + 2 * ic).unwrap_or(&[]), g_ic, px, dst);
+            } else {
+                zero_groups(dst, g_ic, px);
+            }
+        }
+    }
+}
+
+/// Requantizes five sums of channel `o` and stores them `oc` elements apart from
+/// element `i0` of `y`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store5<Y: Elem>(
+    y: &mut [u8],
+    i0: usize,
+    oc: usize,
+    valid: usize,
+    acc: &[i32; PIX],
+    b: i32,
+    rq: &OutRq,
+    p: &Conv2dParams,
+) {
+    let last = i0 + (PIX - 1) * oc;
+    if valid == PIX && (last + 1) * Y::BYTES <= y.len() {
+        for (i, &s) in acc.iter().enumerate() {
+            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
+            let v = v.max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
+            let e = (i0 + i * oc) * Y::BYTES;
+            // SAFETY: e + Y::BYTES ≤ (last + 1)·Y::BYTES ≤ y.len() (checked above).
+            unsafe {
+                *y.get_unchecked_mut(e) = v as u8;
+                if Y::BYTES == 2 {
+                    *y.get_unchecked_mut(e + 1) = (v >> 8) as u8;
+                }
+            }
+        }
+        return;
+    }
+    for (i, &s) in acc.iter().enumerate().take(valid) {
+        put::<Y>(y, i0 + i * oc, s, b, rq, p);
     }
 }
 
@@ -261,17 +366,16 @@ fn conv_cols<Y: Elem>(
     mult: &[u8],
     shift: &[u8],
 ) {
-    let [_, wd, ic] = in_shape;
+    let ic = in_shape[2];
     let ksz = p.kh * p.kw * ic;
     let npix = oh * ow;
     if oc == 0 || ksz == 0 || npix == 0 {
         return;
     }
     let chunks = ksz.div_ceil(KC);
-    let row = p.kw * ic;
-    // Windows inside the input go straight from the input into the columns when
-    // every kernel row is whole groups (one chunk).
-    let direct = chunks == 1 && row % 4 == 0;
+    // One-chunk windows of whole groups per tap go straight from the input into
+    // the columns.
+    let direct = chunks == 1 && ic % 4 == 0;
     let mut col = [0u32; COL_WORDS];
     let mut raw = [0i16; KC];
     let mut part = [[0i32; PIX]; BLOCK];
@@ -287,22 +391,14 @@ fn conv_cols<Y: Elem>(
                 let len = KC.min(ksz - k0);
                 let lenp = len.div_ceil(4) * 4;
                 for px in 0..PIX {
-                    let pos = origin(q0 + px, npix, ow, p);
-                    match pos {
-                        Some(o) if direct && inside(o, in_shape, p) => {
-                            let base = (o.0 as usize * wd + o.1 as usize) * ic;
-                            for r in 0..p.kh {
-                                let off = 2 * (base + r * wd * ic);
-                                let src = x.get(off..off + 2 * row).unwrap_or(&[]);
-                                let dst = col.get_mut(r * row / 4 * GW..).unwrap_or(&mut []);
-                                columns_from_bytes(src, row / 4, px, dst);
-                            }
-                        }
-                        _ => {
-                            gather(x, in_shape, p, pos, k0, len, &mut raw);
-                            raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
-                            columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
-                        }
+                    // A pixel past the end: its sums are not stored.
+                    let Some(o) = origin(q0 + px, npix, ow, p) else { break };
+                    if direct {
+                        columns_direct(x, in_shape, p, o, px, &mut col);
+                    } else {
+                        gather(x, in_shape, p, Some(o), k0, len, &mut raw);
+                        raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
+                        columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
                     }
                 }
                 let last = ch + 1 == chunks;
@@ -315,9 +411,7 @@ fn conv_cols<Y: Elem>(
                         *pj = acc;
                         continue;
                     }
-                    for (i, &s) in acc.iter().enumerate().take(valid) {
-                        put::<Y>(y, (q0 + i) * oc + o, s, *b, rq, p);
-                    }
+                    store5::<Y>(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
                 }
             }
             q0 += PIX;
