@@ -354,10 +354,11 @@ impl<'a> Model<'a> {
             opcode::GROUP_NORM => {
                 let (x, xi) = input(0)?;
                 let eps = (p(3) as u32 as u64) | ((p(4) as u32 as u64) << 32);
+                use ops::conv16_gn as gn;
                 by_type!(
                     xi.int16,
                     y.int16,
-                    wd::group_norm,
+                    gn::group_norm,
                     x,
                     xi.c as usize,
                     yb,

@@ -9,6 +9,7 @@
 pub mod add;
 pub mod concat;
 pub mod conv16;
+pub mod conv16_gn;
 pub mod conv2d;
 pub mod dot;
 pub mod group_norm;
