@@ -42,7 +42,9 @@ const GW: usize = 2 * PIX;
 /// (discarded) prefetch may read.
 const COL_WORDS: usize = KC / 4 * GW + GW;
 /// Output channels whose constants and partial sums are held at once.
-const BLOCK: usize = 32;
+const BLOCK: usize = 16;
+/// Bytes of the per-block copy of zero-padded weights.
+const WBLK: usize = 512;
 
 /// Runs the convolution: `x` is `[h, w, ic]` int16 little-endian bytes, `y` is
 /// `[oh, ow, oc]` int16 (`y_int16`) or int8 bytes; weights `[oc][kh][kw][ic]` int8;
@@ -379,10 +381,25 @@ fn conv_cols<Y: Elem>(
     let mut col = [0u32; COL_WORDS];
     let mut raw = [0i16; KC];
     let mut part = [[0i32; PIX]; BLOCK];
+    // One-chunk windows that are not a multiple of 16 elements: the block's
+    // weights zero-padded to `ksp` once, so the DSP loop runs the whole window
+    // (the columns past the window may hold anything: their weights are 0).
+    let ksp = ksz.div_ceil(16) * 16;
+    let mut wblk = [0i8; WBLK];
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
         let k = consts(c0, cn, bias, mult, shift);
+        let padw = chunks == 1 && ksp != ksz && ksp <= KC && cn * ksp <= WBLK;
+        if padw {
+            for (j, d) in wblk.chunks_exact_mut(ksp).take(cn).enumerate() {
+                let o = c0 + j;
+                let src = w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]);
+                let (head, pad) = d.split_at_mut(ksz);
+                head.iter_mut().zip(src).for_each(|(d, &s)| *d = s);
+                pad.iter_mut().for_each(|v| *v = 0);
+            }
+        }
         let mut q0 = 0;
         while q0 < npix {
             let valid = (npix - q0).min(PIX);
@@ -401,12 +418,35 @@ fn conv_cols<Y: Elem>(
                         columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
                     }
                 }
+                // One chunk of whole 16-element blocks: every channel of the block
+                // in one call (the weight rows are contiguous).
+                let wall = if padw {
+                    Some(wblk.get(..cn * ksp).unwrap_or(&[]))
+                } else if chunks == 1 && ksz % 16 == 0 {
+                    Some(w.get(c0 * ksz..(c0 + cn) * ksz).unwrap_or(&[]))
+                } else {
+                    None
+                };
+                if let Some(wall) = wall {
+                    let pb = part.get_mut(..cn).unwrap_or(&mut []);
+                    pb.iter_mut().for_each(|a| *a = [0; PIX]);
+                    kern::dot_channels(&col, wall, ksp / 4, pb);
+                    for (j, (acc, (b, rq))) in pb.iter().zip(&k).enumerate() {
+                        store5::<Y>(y, q0 * oc + c0 + j, oc, valid, acc, *b, rq, p);
+                    }
+                    continue;
+                }
                 let last = ch + 1 == chunks;
                 for (j, (pj, (b, rq))) in part.iter_mut().zip(&k).enumerate().take(cn) {
                     let o = c0 + j;
-                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
                     let mut acc = if ch == 0 { [0; PIX] } else { *pj };
-                    dot(&col, wc, len, &mut acc);
+                    if padw {
+                        let wc = wblk.get(j * ksp..(j + 1) * ksp).unwrap_or(&[]);
+                        dot(&col, wc, ksp, &mut acc);
+                    } else {
+                        let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
+                        dot(&col, wc, len, &mut acc);
+                    }
                     if !last {
                         *pj = acc;
                         continue;
@@ -424,6 +464,15 @@ fn conv_cols<Y: Elem>(
 #[allow(dead_code)]
 mod generic {
     use super::{COL_WORDS, GW, PIX};
+
+    /// `part[j][p] += Σ_k x_p[k]·w[j·4·ng + k]` over the first `ng` groups, for
+    /// every channel `j` of `part`.
+    #[inline]
+    pub fn dot_channels(col: &[u32; COL_WORDS], w: &[i8], ng: usize, part: &mut [[i32; PIX]]) {
+        for (pj, wc) in part.iter_mut().zip(w.chunks(4 * ng.max(1))) {
+            dot_groups(col, wc, ng, pj);
+        }
+    }
 
     /// `acc[p] += Σ_k x_p[k]·w[k]` over the first `ng` groups of 4 elements.
     #[inline]
@@ -473,6 +522,66 @@ mod dsp {
                 "smlad r12, r3, r6, r12\n",
                 "smlad r12, r4, r5, r12\n",
                 "ldm lr!, {{r0-r4}}\n",
+            )
+        };
+    }
+
+    /// As `generic::dot_channels` for `ng` a positive multiple of 4: the loop of
+    /// [`dot_groups`] for every channel in one block of assembly, the sums
+    /// loaded from and stored back to `part` (`LDM`/`STM`); the weight pointer
+    /// runs on from one row into the next.
+    #[inline(always)]
+    pub fn dot_channels(col: &[u32; COL_WORDS], w: &[i8], ng: usize, part: &mut [[i32; PIX]]) {
+        let cn = part.len();
+        if cn == 0 || ng == 0 || ng % 4 != 0 || ng * GW + 5 > COL_WORDS || w.len() < 4 * ng * cn {
+            return super::generic::dot_channels(col, w, ng, part);
+        }
+        // SAFETY: as checked above, these are inside or one past `col` / `part`.
+        let (end, pend) = unsafe { (col.as_ptr().add(ng * GW + 5), part.as_mut_ptr().add(cn)) };
+        // SAFETY: per channel the inner loop is `dot_groups`'s (reads ng·GW + 5
+        // column words from `col` and 4·ng weight bytes); over the cn channels the
+        // weight pointer reads 4·ng·cn ≤ w.len() bytes; the sums are read and
+        // written as 5 words at part[j] for j < cn (the channel loop ends when the
+        // pointer reaches `pend`; cn ≥ 1). `part` is 4-aligned (`[i32; 5]`) for
+        // LDM/STM. r6 and r7, which cannot be operands, are saved with the
+        // constants on the stack and restored; the flags are not relied on
+        // outside the block.
+        unsafe {
+            asm!(
+                "push {{r1, r2, r3, r5, r6, r7}}",
+                "mov r7, r0",
+                "3:",
+                "ldr r0, [sp, #4]",
+                "ldm r0, {{r8-r12}}",
+                "ldr lr, [sp]",
+                "ldm lr!, {{r0-r4}}",
+                "2:",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "ldr r6, [sp, #12]",
+                "cmp lr, r6",
+                "bne 2b",
+                "ldr r0, [sp, #4]",
+                "stm r0!, {{r8-r12}}",
+                "str r0, [sp, #4]",
+                "ldr r1, [sp, #8]",
+                "cmp r0, r1",
+                "bne 3b",
+                "pop {{r1, r2, r3, r5, r6, r7}}",
+                inout("r0") w.as_ptr() => _,
+                inout("r1") col.as_ptr() => _,
+                inout("r2") part.as_mut_ptr() => _,
+                inout("r3") pend => _,
+                inout("r5") end => _,
+                out("r4") _,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                out("r12") _,
+                out("lr") _,
             )
         };
     }
