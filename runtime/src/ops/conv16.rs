@@ -246,7 +246,9 @@ fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
 #[inline(always)]
 fn zero_groups(col: &mut [u32], groups: usize, px: usize) {
     for d in pixel_words(col, px).take(groups) {
-        d.iter_mut().take(2).for_each(|v| *v = 0);
+        if let [d0, d1, ..] = d {
+            (*d0, *d1) = (0, 0);
+        }
     }
 }
 
@@ -304,16 +306,21 @@ fn store5<Y: Elem>(
     p: &Conv2dParams,
 ) {
     let last = i0 + (PIX - 1) * oc;
-    if valid == PIX && (last + 1) * Y::BYTES <= y.len() {
+    let (lo, hi) = (p.act_min, p.act_max);
+    // With Y::MIN ≤ lo ≤ hi ≤ Y::MAX (as the loader checks), the clamp to the
+    // type's range is implied by the clamp to [lo, hi].
+    if valid == PIX && (last + 1) * Y::BYTES <= y.len() && Y::MIN <= lo && hi <= Y::MAX {
+        let base = y.as_mut_ptr();
         for (i, &s) in acc.iter().enumerate() {
-            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
-            let v = v.max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
+            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s))).max(lo).min(hi);
             let e = (i0 + i * oc) * Y::BYTES;
-            // SAFETY: e + Y::BYTES ≤ (last + 1)·Y::BYTES ≤ y.len() (checked above).
+            // SAFETY: e + Y::BYTES ≤ (last + 1)·Y::BYTES ≤ y.len() (checked above);
+            // the u16 store is unaligned-safe.
             unsafe {
-                *y.get_unchecked_mut(e) = v as u8;
                 if Y::BYTES == 2 {
-                    *y.get_unchecked_mut(e + 1) = (v >> 8) as u8;
+                    base.add(e).cast::<u16>().write_unaligned((v as u16).to_le());
+                } else {
+                    base.add(e).write(v as u8);
                 }
             }
         }
