@@ -4,8 +4,8 @@
 //! every op touching it (its producer and its consumers) allows an int16 tensor
 //! there (FORMAT.md): MUL, MATMUL, SOFTMAX and TIMESTEP_EMBED are int8 only; a LUT
 //! and an UPSAMPLE_NEAREST keep their input's element type; a CONV2D reads an int16
-//! input only for a window `kh·kw·ic ≤ 511`; the network output ε is int8 (its
-//! input x_t may be int16). Dropping one tensor to int8 can force a neighbour through
+//! input only for a window `kh·kw·ic ≤ 511`. The network's input x_t and output ε
+//! follow the same rule (the sampler reads either type). Dropping one tensor to int8 can force a neighbour through
 //! a LUT or an upsample, so the rules are applied until nothing changes.
 
 use anyhow::{bail, Result};
@@ -54,7 +54,6 @@ pub fn int16_tensors(g: &Graph, image_hw: usize, forced_int8: &[bool]) -> Vec<bo
         .enumerate()
         .map(|(i, t)| t.h * t.w >= image_hw && !forced_int8.get(i).copied().unwrap_or(false))
         .collect();
-    wide[g.output] = false;
     loop {
         let mut changed = false;
         let mut off = |t: usize, wide: &mut Vec<bool>| {
@@ -106,9 +105,6 @@ pub fn reason_int8(g: &Graph, image_hw: usize, wide: &[bool], t: usize) -> Optio
     let x = &g.tensors[t];
     if x.h * x.w < image_hw {
         return Some("below image resolution".into());
-    }
-    if t == g.output {
-        return Some("network output ε".into());
     }
     let producers = g.producers();
     let consumers = g.consumers();
@@ -188,15 +184,14 @@ mod tests {
     }
 
     #[test]
-    fn image_resolution_int16_except_output_and_large_windows() {
+    fn image_resolution_int16_except_large_windows() {
         let g = graph();
         let w = int16_tensors(&g, 64, &[]);
         // x, a, b int16; d feeds a 576-window conv: int8, and the LUT pulls c along;
-        // e is the output.
-        assert_eq!(w, vec![true, true, true, false, false, false]);
+        // e, the output, is int16 like any image-resolution tensor.
+        assert_eq!(w, vec![true, true, true, false, false, true]);
         assert!(reason_int8(&g, 64, &w, 3).unwrap().contains("LUT"));
         assert!(reason_int8(&g, 64, &w, 4).unwrap().contains("576"));
-        assert!(reason_int8(&g, 64, &w, 5).unwrap().contains("output"));
         assert_eq!(reason_int8(&g, 64, &w, 0), None);
     }
 
@@ -229,8 +224,8 @@ mod tests {
         g.ops.push(op(conv(1, 2, 1), vec![y], o));
         g.input = x;
         g.output = o;
-        // The upsample of an int8 4×4 tensor stays int8; the add's output is int16.
-        assert_eq!(int16_tensors(&g, 64, &[]), vec![true, false, false, true, false]);
+        // The upsample of an int8 4×4 tensor stays int8; the add and the output are int16.
+        assert_eq!(int16_tensors(&g, 64, &[]), vec![true, false, false, true, true]);
         assert_eq!(Activations::parse("int8").unwrap(), Activations::Int8);
         assert_eq!(Activations::default().name(), "mixed");
         assert!(Activations::parse("int4").is_err());

@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ddpm_runtime::format::table;
 use ddpm_runtime::sampler::noise::Xoshiro128;
 use ddpm_runtime::sampler::state_to_pixel;
-use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
+use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma, TensorView};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::*;
 
@@ -366,11 +366,11 @@ pub fn to_state(x: f64, f: u32) -> i32 {
 
 /// The int8 engine's ε as float, exactly as the sampler reads it
 /// (`((q − zp)·m + 2^15) >> 16` in Q`F`).
-pub fn eps_to_f64(m: &Model<'_>, q: &[i8]) -> Result<Vec<f64>> {
+pub fn eps_to_f64(m: &Model<'_>, q: TensorView<'_>) -> Result<Vec<f64>> {
     let zp = m.tensor_info(m.output_tensor()).map_err(|e| anyhow!("{e}"))?.zero_point as i64;
     let mul = m.eps_to_state_q16();
     let s = 2f64.powi(-(m.state_frac_bits() as i32));
-    Ok(q.iter().map(|&v| (((v as i64 - zp) * mul + (1 << 15)) >> 16) as f64 * s).collect())
+    Ok(q.iter().map(|v| (((v as i64 - zp) * mul + (1 << 15)) >> 16) as f64 * s).collect())
 }
 
 /// Pixel value of a float state element, the runtime's rule applied to `to_state`.

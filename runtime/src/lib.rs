@@ -44,7 +44,7 @@ pub use digest::{digest, Digest};
 pub use error::Error;
 pub use format::{crc32, multiply_by_quantized_multiplier, quantize_multiplier, scratch_bytes};
 pub use interp::{Hooks, NoHooks};
-pub use model::{Model, Op, Ops, TensorInfo};
+pub use model::{Model, Op, Ops, TensorInfo, TensorView};
 pub use sampler::{Mode, Sampler, SamplerConfig, Sigma};
 
 /// A minimal valid artifact (one 1×1 CONV2D, 2×2×1 image, T = 4) for examples.

@@ -61,6 +61,62 @@ impl TensorInfo {
     }
 }
 
+/// The elements of one tensor in an arena: int8, or int16 little-endian.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    bytes: &'a [u8],
+    int16: bool,
+}
+
+impl<'a> TensorView<'a> {
+    /// A view of `bytes` as int8 or (`int16`) little-endian int16 elements.
+    pub fn new(bytes: &'a [u8], int16: bool) -> Self {
+        Self { bytes, int16 }
+    }
+    /// Whether the elements are int16.
+    pub fn is_int16(&self) -> bool {
+        self.int16
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        if self.int16 {
+            self.bytes.len() / 2
+        } else {
+            self.bytes.len()
+        }
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Element `i` (quantized value), `None` past the end.
+    pub fn get(&self, i: usize) -> Option<i32> {
+        if self.int16 {
+            let b = self.bytes.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?;
+            Some(i16::from_le_bytes([*b.first()?, *b.get(1)?]) as i32)
+        } else {
+            self.bytes.get(i).map(|&v| v as i8 as i32)
+        }
+    }
+    /// The elements in order.
+    pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
+        let v = *self;
+        (0..v.len()).map(move |i| v.get(i).unwrap_or(0))
+    }
+    /// The elements as int8, if they are int8.
+    pub fn as_i8(&self) -> Option<&'a [i8]> {
+        if self.int16 {
+            None
+        } else {
+            Some(crate::ops::as_i8(self.bytes))
+        }
+    }
+    /// The raw bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 /// A view of one op record.
 #[derive(Clone, Copy, Debug)]
 pub struct Op<'a> {
@@ -435,9 +491,6 @@ impl<'a> Model<'a> {
             if t.int16 && t.arena_offset % 2 != 0 {
                 return Err(bt("int16 tensor at an odd arena offset"));
             }
-            if i == me.output && t.int16 {
-                return Err(bt("output tensor (ε) is not int8"));
-            }
             if t.arena_offset as u64 + t.size as u64 > arena_bytes as u64 {
                 return Err(bt("extends past arena_bytes"));
             }
@@ -509,6 +562,15 @@ impl<'a> Model<'a> {
             return Err(Error::NotInt8 { id });
         }
         Ok(crate::ops::as_i8(self.tensor_bytes(arena, id)?))
+    }
+
+    /// Tensor `id` inside `arena` as a typed view (int8 or int16).
+    ///
+    /// # Errors
+    /// [`Error::BadTensorId`], or [`Error::ArenaTooSmall`].
+    pub fn tensor_view<'b>(&self, arena: &'b [u8], id: u16) -> Result<TensorView<'b>, Error> {
+        let int16 = self.tensor_info(id)?.int16;
+        Ok(TensorView::new(self.tensor_bytes(arena, id)?, int16))
     }
 
     /// The bytes of tensor `id` inside `arena` (int8, or int16 little-endian).

@@ -324,11 +324,11 @@ fn host_can_drive_the_state() {
     let mut back = vec![0; 16];
     s.read_state(&mut back).unwrap();
     assert_eq!(back, x);
-    let e1 = s.predict_eps(3, &mut NoHooks).unwrap().to_vec();
-    let e2 = s.eps().unwrap().to_vec();
+    let e1: Vec<i32> = s.predict_eps(3, &mut NoHooks).unwrap().iter().collect();
+    let e2: Vec<i32> = s.eps().unwrap().iter().collect();
     assert_eq!(e1, e2);
     // Input is x/s_in quantized: x = (i − 8)/4 → q = round((i − 8)/4 · 127/4).
-    let q: Vec<i8> = s.input().unwrap().iter().map(|&b| b as i8).collect();
+    let q: Vec<i8> = s.input().unwrap().as_i8().unwrap().to_vec();
     for (i, &v) in q.iter().enumerate() {
         let want = ((i as f64 - 8.0) / 4.0 * 127.0 / 4.0).round();
         assert!((v as f64 - want).abs() <= 1.0);

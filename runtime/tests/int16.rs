@@ -233,8 +233,9 @@ fn int16_network_loads_and_samples_deterministically() {
     let mut s = Sampler::new(&m, &mut arena, cfg(3)).unwrap();
     s.predict_eps(10, &mut NoHooks).unwrap();
     let inp = s.input().unwrap();
-    assert_eq!(inp.len(), 32, "x_t is 16 int16 values");
-    let xs: Vec<i16> = inp.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+    assert!(inp.is_int16());
+    assert_eq!(inp.bytes().len(), 32, "x_t is 16 int16 values");
+    let xs: Vec<i16> = inp.iter().map(|v| v as i16).collect();
     // x_T ~ N(0, 1) at scale 4/32767: |q| mostly in the thousands, never saturated here.
     assert!(xs.iter().any(|&v| v.unsigned_abs() > 1000), "{xs:?}");
     assert!(xs.iter().all(|&v| v != i16::MIN && v != i16::MAX), "{xs:?}");
@@ -272,7 +273,6 @@ fn int16_rules_are_enforced() {
         "int16 tensor with a zero_point other than 0"
     );
     assert_eq!(load(&|p| p.tensors[1].0.arena_offset += 1), "int16 tensor at an odd arena offset");
-    assert_eq!(load(&|p| p.tensors[10].1 = true), "output tensor (ε) is not int8");
     // An int16 tensor declared int8 (half the bytes) breaks the op's type rules.
     assert_eq!(load(&|p| p.tensors[3].1 = false), "LUT16 input and output must be int16");
     assert_eq!(load(&|p| p.ops[2].opcode = oc::LUT), "this op takes int8 tensors only");
@@ -309,6 +309,47 @@ fn int16_rules_are_enforced() {
     bytes[tensors_off + 32 + 6] |= 2;
     fix_crc(&mut bytes);
     assert!(matches!(Model::load(&bytes), Err(Error::BadTensor { index: 1, .. })));
+}
+
+/// ε as int16 (zero point 0, scale / 256, requantization × 256): the same
+/// network predicts 256× the int8 values up to the int8 rounding, and samples.
+#[test]
+fn int16_eps_is_read_at_its_own_scale() {
+    let p8 = parts();
+    let mut p16 = parts();
+    p16.tensors[10].1 = true;
+    p16.tensors[10].0.scale /= 256.0;
+    let conv = &mut p16.ops[9].params;
+    conv[9] = 0;
+    conv[10] = -32768;
+    conv[11] = 32767;
+    // Per-channel multiplier × 256: shift + 8 (one output channel).
+    let (m8, s8) = quantize_multiplier((4.0 / 32767.0) * 0.01 / (1.0 / 32.0));
+    let (m16, s16) = quantize_multiplier((4.0 / 32767.0) * 0.01 / (1.0 / 32.0) * 256.0);
+    assert_eq!((m8, s8 + 8), (m16, s16));
+    let mw = p16.b.add_weights_i32(&[m16]);
+    let sw = p16.b.add_weights_i32(&[s16]);
+    conv[16..18].copy_from_slice(&mw.params());
+    conv[18..20].copy_from_slice(&sw.params());
+    p16.model.eps_to_state_q16 = (1.0 / 32.0 / 256.0 * 2f64.powi(40)).round() as i64;
+    let (b8, b16) = (p8.finish(), p16.finish());
+    let (m8, m16) = (Model::load(&b8).unwrap(), Model::load(&b16).expect("int16 ε loads"));
+    let mut a8 = vec![0u8; Sampler::arena_bytes(&m8)];
+    let mut a16 = vec![0u8; Sampler::arena_bytes(&m16)];
+    let mut s8 = Sampler::new(&m8, &mut a8, cfg(9)).unwrap();
+    let mut s16 = Sampler::new(&m16, &mut a16, cfg(9)).unwrap();
+    let e8: Vec<i32> = s8.predict_eps(12, &mut NoHooks).unwrap().iter().collect();
+    let e16 = s16.predict_eps(12, &mut NoHooks).unwrap();
+    assert!(e16.is_int16() && e16.len() == 16);
+    let e16: Vec<i32> = e16.iter().collect();
+    for (a, b) in e8.iter().zip(&e16) {
+        if a.abs() < 127 {
+            assert!((a * 256 - b).abs() <= 128, "int8 {a} vs int16 {b}");
+        }
+    }
+    assert!(e16.iter().any(|v| v % 256 != 0), "int16 ε carries the finer bits: {e16:?}");
+    let px = sample(&b16, 3);
+    assert_eq!(px, sample(&b16, 3));
 }
 
 /// Hostile edits of the int16 network: loading returns, running never panics.

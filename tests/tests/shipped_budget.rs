@@ -29,9 +29,12 @@ fn shipped_model_meets_flash_and_arena_budgets() {
     let (params, flash, tables) = (get("params"), get("flash_bytes"), get("table_bytes"));
     let (arena, lower) = (get("arena_bytes"), get("arena_lower_bound_bytes"));
     assert_eq!(flash as usize, bytes.len());
-    // 8 schedule tables of T i32 plus a T × 32 int8 embedding table for this model.
+    // 8 schedule tables of T i32, a T × 32 int8 embedding table for this model, and
+    // the int16 activation LUTs (513 i16 entries each) the mixed policy adds.
     let t = r["schedule"]["timesteps"].as_u64().unwrap();
-    assert_eq!(tables, 8 * 4 * t + 32 * t, "table bytes of the shipped model");
+    let lut16 = get("lut16_table_bytes");
+    assert_eq!(lut16 % (513 * 2), 0, "lut16 tables are whole 513-entry i16 tables");
+    assert_eq!(tables, 8 * 4 * t + 32 * t + lut16, "table bytes of the shipped model");
     assert_eq!(get("flash_budget_bytes"), params * 11 / 10 + tables);
     assert!(
         flash <= params * 11 / 10 + tables,

@@ -12,7 +12,7 @@ pub mod noise;
 use crate::error::Error;
 use crate::format::table;
 use crate::interp::Hooks;
-use crate::model::Model;
+use crate::model::{Model, TensorView};
 use crate::ops::group_norm::isqrt_u128;
 use crate::ops::sat8;
 use noise::Xoshiro128;
@@ -252,21 +252,20 @@ impl<'m, 'a> Sampler<'m, 'a> {
         Ok(())
     }
 
-    /// The int8 ε of the last network run (the output tensor).
+    /// The quantized ε of the last network run (the output tensor; int8 or int16).
     ///
     /// # Errors
     /// Only if the arena were inconsistent with the model (not after `new`).
-    pub fn eps(&self) -> Result<&[i8], Error> {
-        self.model.tensor(self.arena, self.model.output_tensor())
+    pub fn eps(&self) -> Result<TensorView<'_>, Error> {
+        self.model.tensor_view(self.arena, self.model.output_tensor())
     }
 
-    /// The network input of the last run (x_t; int8, or int16 little-endian when
-    /// the model's input tensor is int16 — see [`Model::tensor_info`]).
+    /// The network input of the last run (quantized x_t; int8 or int16).
     ///
     /// # Errors
     /// As [`Sampler::eps`].
-    pub fn input(&self) -> Result<&[u8], Error> {
-        self.model.tensor_bytes(self.arena, self.model.input_tensor())
+    pub fn input(&self) -> Result<TensorView<'_>, Error> {
+        self.model.tensor_view(self.arena, self.model.input_tensor())
     }
 
     /// Requantizes the state into the network input and runs the network at
@@ -274,7 +273,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
     ///
     /// # Errors
     /// [`Error::BadTimestep`] if `t ≥ T`.
-    pub fn predict_eps(&mut self, t: u32, hooks: &mut impl Hooks) -> Result<&[i8], Error> {
+    pub fn predict_eps(&mut self, t: u32, hooks: &mut impl Hooks) -> Result<TensorView<'_>, Error> {
         let (mult, shift) = self.model.input_requant();
         let inp = self.model.tensor_info(self.model.input_tensor())?;
         let zp = inp.zero_point;
@@ -354,11 +353,12 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let eps = out
             .and_then(|o| net.get(o.arena_offset as usize..(o.arena_offset + o.size) as usize))
             .unwrap_or(&[]);
+        let eps = TensorView::new(eps, out.is_some_and(|o| o.int16));
         let rng = &mut self.rng;
-        for (s, &q) in state.chunks_exact_mut(4).take(self.n).zip(eps) {
+        for (s, q) in state.chunks_exact_mut(4).take(self.n).zip(eps.iter()) {
             let x = i32::from_le_bytes(s.try_into().unwrap_or([0; 4])) as i64;
             // Saturating: a hostile eps_to_state_q16 must not overflow (valid ones never do).
-            let e = (q as i8 as i64 - zp).saturating_mul(m).saturating_add(1 << 15) >> 16;
+            let e = (q as i64 - zp).saturating_mul(m).saturating_add(1 << 15) >> 16;
             s.iter_mut().zip(sat32(f(x, e, rng)).to_le_bytes()).for_each(|(d, b)| *d = b);
         }
     }
@@ -640,7 +640,7 @@ mod tests {
             assert!(err < 1e-6, "{cfg:?} t={t} element {k}: got {} want {want}", got[k] as f64 / f);
         }
         // ε as the host sees it is the int8 output tensor.
-        assert_eq!(s.eps().unwrap(), &qs);
+        assert_eq!(s.eps().unwrap().as_i8().unwrap(), &qs);
         let _ = s.predict_eps(0, &mut NoHooks).unwrap();
     }
 
