@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
+use ddpm_runtime::format::opcode_name;
+use ddpm_runtime::{Hooks, Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
 use serde_json::json;
 
 use crate::cli_extra::Args;
@@ -34,6 +35,24 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 /// Resets the peak-RSS counter (Linux ≥ 4.0); false where it is not allowed.
 fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Wall time per opcode (host profile of the int8 runtime).
+#[derive(Default)]
+struct OpTimer {
+    start: Option<Instant>,
+    per_opcode: std::collections::BTreeMap<u16, f64>,
+}
+
+impl Hooks for OpTimer {
+    fn op_start(&mut self, _index: u16, _opcode: u16) {
+        self.start = Some(Instant::now());
+    }
+    fn op_end(&mut self, _index: u16, opcode: u16) {
+        if let Some(s) = self.start.take() {
+            *self.per_opcode.entry(opcode).or_default() += s.elapsed().as_secs_f64() * 1e3;
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -114,6 +133,21 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             tf.push(df);
         }
     }
+    // Where the int8 step's time goes: a separate pass with per-op timing hooks (not
+    // part of the timed steps above), mean ms per step per op class.
+    let mut arena2 = vec![0u8; Sampler::arena_bytes(&m)];
+    let mut q2 = Sampler::new(&m, &mut arena2, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
+    let mut timer = OpTimer::default();
+    let prof_steps = total.min(10);
+    for _ in 0..prof_steps {
+        q2.step(&mut timer).map_err(|e| anyhow!("{e}"))?;
+    }
+    let mut per_op: Vec<(&'static str, f64)> = timer
+        .per_opcode
+        .iter()
+        .map(|(&op, &ms)| (opcode_name(op), ms / prof_steps as f64))
+        .collect();
+    per_op.sort_by(|a, b| b.1.total_cmp(&a.1));
     let tract_peak = match (rss0, proc_status_bytes("VmHWM:")) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -139,6 +173,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             "tract_peak_bytes": tract_peak,
             "tract_memory_method": method,
             "int8_memory_method": "Sampler::arena_bytes: network arena (tensors + scratch) padded to 4 + i32 state; artifact read in place",
+            "int8_op_ms_per_step": per_op.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
@@ -147,6 +182,10 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     println!("  int8 runtime : {int8_ms:9.3} ms/step");
     println!("  tract f32    : {tract_ms:9.3} ms/step");
     println!("  ratio int8/tract: {ratio:.2}×");
+    println!("int8 runtime by op class (mean of {prof_steps} profiled steps):");
+    for (k, v) in &per_op {
+        println!("  {k:<16} {v:8.3} ms/step");
+    }
     println!("memory:");
     println!(
         "  int8 : {int8_bytes} bytes (arena {} + state {} ; artifact {} bytes read in place)",

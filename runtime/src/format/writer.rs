@@ -62,7 +62,7 @@ pub struct OpDesc {
 pub struct ModelDesc {
     /// Tensor id of the network input (x_t, int8).
     pub input_tensor: u32,
-    /// Tensor id of the network output (ε, int8).
+    /// Tensor id of the network output (ε, int8 or int16).
     pub output_tensor: u32,
     /// Training timesteps T.
     pub timesteps: u32,
