@@ -17,6 +17,9 @@ const USAGE: &str = "usage:
       [--calib-trajectories N] [--calib-timesteps N] [--calib-seed S]
       [--calib-method minmax|percentile|mse] [--activations mixed|int8] [--report-sqnr N]
       [--quiet] [--board qemu-m4|qemu-m7|pico|stm32h743|nrf52840|stm32f411|custom:FLASH,RAM]
+      [--no-bias-correction]
+      --no-bias-correction: keep the output conv's bias as trained (by default it is
+      corrected by the quantized network's mean ε error on the calibration states);
       --activations mixed (default): int16 activations (int8 weights) for the tensors at
       the image's resolution where every op touching them allows it, int8 elsewhere;
       int8: int8 everywhere
@@ -37,7 +40,7 @@ struct Args {
     flags: Vec<(String, Option<String>)>,
 }
 
-const SWITCHES: &[&str] = &["--json", "--quiet", "--per-tensor"];
+const SWITCHES: &[&str] = &["--json", "--quiet", "--per-tensor", "--no-bias-correction"];
 
 impl Args {
     fn parse(v: &[String]) -> Result<Args> {
@@ -175,6 +178,7 @@ fn quantize(args: &Args) -> Result<()> {
             "--quiet",
             "--board",
             "--activations",
+            "--no-bias-correction",
         ],
         1,
     )?;
@@ -193,6 +197,7 @@ fn quantize(args: &Args) -> Result<()> {
         schedule: schedule(args)?,
         progress: !args.has("--quiet"),
         activations: Activations::parse(args.get("--activations").unwrap_or("mixed"))?,
+        bias_correction: !args.has("--no-bias-correction"),
     };
     let t0 = Instant::now();
     let c = convert::convert(&src, &opts)?;

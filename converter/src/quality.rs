@@ -389,6 +389,10 @@ pub struct Report {
     pub recognisable_float: f64,
     /// Recognisable fraction, real.
     pub recognisable_real: f64,
+    /// Mean pixel value (0..255) of the int8 samples (a systematic ε offset shows here).
+    pub mean_pixel_int8: f64,
+    /// Mean pixel value of the float samples.
+    pub mean_pixel_float: f64,
     /// Samples per engine.
     pub n: usize,
 }
@@ -414,6 +418,8 @@ impl Report {
             "recognisable_int8": self.recognisable_int8,
             "recognisable_float": self.recognisable_float,
             "recognisable_real": self.recognisable_real,
+            "mean_pixel_int8": self.mean_pixel_int8,
+            "mean_pixel_float": self.mean_pixel_float,
             "samples": self.n,
             "sampler": mode,
             "seed": o.cfg.seed,
@@ -478,6 +484,7 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
     let b = sample::bar(2 * per * o.n as u64, "samples ", o.progress);
     let (mut si, mut sf) = (Vec::new(), Vec::new());
     let mut sq_err = 0f64;
+    let (mut sum_i, mut sum_f) = (0f64, 0f64);
     let mut npx = 0usize;
     for i in 0..o.n {
         let cfg = SamplerConfig { seed: o.cfg.seed.wrapping_add(i as u64), ..o.cfg };
@@ -485,6 +492,8 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
         let pf = sample::sample_float(&fm, &sched, chw, cfg, &b)?;
         sq_err += pi.iter().zip(&pf).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>();
         npx += pi.len();
+        sum_i += pi.iter().map(|&v| v as f64).sum::<f64>();
+        sum_f += pf.iter().map(|&v| v as f64).sum::<f64>();
         si.push(clf.score(&pi)?);
         sf.push(clf.score(&pf)?);
     }
@@ -506,6 +515,8 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
         recognisable_int8: recognisable(&si),
         recognisable_float: recognisable(&sf),
         recognisable_real: recognisable(&sr),
+        mean_pixel_int8: sum_i / npx.max(1) as f64,
+        mean_pixel_float: sum_f / npx.max(1) as f64,
         n: o.n,
     })
 }
@@ -538,6 +549,7 @@ pub fn run_compare(args: &[String]) -> Result<()> {
     println!("{:<22} {:>12.3} {:>10.3}", "int8", r.recognisable_int8, r.fid_int8);
     println!("{:<22} {:>12.3} {:>10.3}", "float (tract)", r.recognisable_float, r.fid_float);
     println!("{:<22} {:>12.3} {:>10.3}", "real 500 vs 500", r.recognisable_real, r.fid_real_split);
+    println!("mean pixel: int8 {:.2}, float {:.2}", r.mean_pixel_int8, r.mean_pixel_float);
     println!("(FID against the {} held-out digits; sampler {})", 1000, j["sampler"]);
     Ok(())
 }

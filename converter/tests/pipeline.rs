@@ -70,3 +70,30 @@ fn no_reuse_plan_keeps_every_tensor() {
     // the embedding table is quantized directly: far better than 8-bit noise floor
     assert!(per[1] > 30.0, "embedding SQNR {}", per[1]);
 }
+
+#[test]
+fn output_bias_correction_removes_the_mean_eps_offset() {
+    let (on, opts) = tiny();
+    let off_opts = Options { bias_correction: false, ..opts.clone() };
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_unet.onnx");
+    let off = convert::convert(&p, &off_opts).unwrap();
+    // The calibration states themselves (same settings and seed).
+    let states =
+        ddpm_converter::calib::trajectories(&on.float, on.chw, &opts.schedule, &opts.calib, false)
+            .unwrap();
+    // Measure the remaining mean offset of each artifact on a copy of its graph.
+    let offset = |c: &convert::Converted| {
+        let mut g = c.graph.clone();
+        convert::output_bias_correction(&mut g, &c.bytes, &states, c.chw).unwrap().unwrap()
+    };
+    let (d_off, d_on) = (offset(&off), offset(&on));
+    assert_eq!(d_off.len(), on.chw[0]);
+    for (a, b) in d_off.iter().zip(&d_on) {
+        // The corrected artifact's offset is what is left after one linear fix:
+        // requantizing ε and its bias (≪ the offset removed). 1e-4 absorbs an
+        // uncorrected offset that was already ~0.
+        assert!(b.abs() <= 0.25 * a.abs() + 1e-4, "offset {a} -> {b}");
+    }
+    assert!(d_off.iter().any(|a| a.abs() > 1e-4), "no offset to correct: {d_off:?}");
+    assert_ne!(on.bytes, off.bytes);
+}
