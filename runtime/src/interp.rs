@@ -56,6 +56,42 @@ impl<'b> Rest<'b> {
 
 /// Splits `arena` into the mutable ranges `a` and `b` (disjoint) and the rest.
 #[allow(clippy::type_complexity)]
+/// CONV2D's parameters from its op fields (FORMAT.md).
+fn conv_params(op: &Op<'_>) -> ops::conv2d::Conv2dParams {
+    let (p, u) = (|i: usize| op.p(i), |i: usize| op.p(i).max(0) as usize);
+    ops::conv2d::Conv2dParams {
+        kh: u(0),
+        kw: u(1),
+        sh: u(2),
+        sw: u(3),
+        pt: u(4),
+        pl: u(5),
+        in_zp: p(8),
+        out_zp: p(9),
+        act_min: p(10),
+        act_max: p(11),
+    }
+}
+
+/// ADD's parameters from its op fields (FORMAT.md).
+fn add_params(op: &Op<'_>) -> ops::add::AddParams {
+    let p = |i: usize| op.p(i);
+    ops::add::AddParams {
+        a_zp: p(1),
+        b_zp: p(2),
+        out_zp: p(3),
+        left_shift: p(4),
+        a_mult: p(5),
+        a_shift: p(6),
+        b_mult: p(7),
+        b_shift: p(8),
+        out_mult: p(9),
+        out_shift: p(10),
+        act_min: p(11),
+        act_max: p(12),
+    }
+}
+
 fn carve(
     arena: &mut [u8],
     a: (usize, usize),
@@ -135,18 +171,7 @@ impl<'a> Model<'a> {
         match op.opcode {
             opcode::CONV2D => {
                 let (x, xi) = input(0)?;
-                let cp = ops::conv2d::Conv2dParams {
-                    kh: u(0),
-                    kw: u(1),
-                    sh: u(2),
-                    sw: u(3),
-                    pt: u(4),
-                    pl: u(5),
-                    in_zp: p(8),
-                    out_zp: p(9),
-                    act_min: p(10),
-                    act_max: p(11),
-                };
+                let cp = conv_params(op);
                 let bias = if p(15) == 0 { &[][..] } else { w(14, 4)? };
                 ops::conv2d::conv2d(
                     x,
@@ -184,20 +209,7 @@ impl<'a> Model<'a> {
             opcode::ADD => {
                 let (a, _) = input(0)?;
                 let (b, _) = input(1)?;
-                let ap = ops::add::AddParams {
-                    a_zp: p(1),
-                    b_zp: p(2),
-                    out_zp: p(3),
-                    left_shift: p(4),
-                    a_mult: p(5),
-                    a_shift: p(6),
-                    b_mult: p(7),
-                    b_shift: p(8),
-                    out_mult: p(9),
-                    out_shift: p(10),
-                    act_min: p(11),
-                    act_max: p(12),
-                };
+                let ap = add_params(op);
                 ops::add::add(a, b, yv, y.c as usize, p(0) == 1, &ap);
             }
             opcode::MUL => {
@@ -306,18 +318,7 @@ impl<'a> Model<'a> {
         match op.opcode {
             opcode::CONV2D => {
                 let (x, xi) = input(0)?;
-                let cp = ops::conv2d::Conv2dParams {
-                    kh: u(0),
-                    kw: u(1),
-                    sh: u(2),
-                    sw: u(3),
-                    pt: u(4),
-                    pl: u(5),
-                    in_zp: p(8),
-                    out_zp: p(9),
-                    act_min: p(10),
-                    act_max: p(11),
-                };
+                let cp = conv_params(op);
                 let bias = if p(15) == 0 { &[][..] } else { w(14, 4)? };
                 let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
                 if xi.int16 {
@@ -378,20 +379,7 @@ impl<'a> Model<'a> {
             opcode::ADD => {
                 let (a, ai) = input(0)?;
                 let (b, bi) = input(1)?;
-                let ap = ops::add::AddParams {
-                    a_zp: p(1),
-                    b_zp: p(2),
-                    out_zp: p(3),
-                    left_shift: p(4),
-                    a_mult: p(5),
-                    a_shift: p(6),
-                    b_mult: p(7),
-                    b_shift: p(8),
-                    out_mult: p(9),
-                    out_shift: p(10),
-                    act_min: p(11),
-                    act_max: p(12),
-                };
+                let ap = add_params(op);
                 let (c, bc) = (y.c as usize, p(0) == 1);
                 match (ai.int16, bi.int16, y.int16) {
                     (false, false, false) => wd::add::<E8, E8, E8>(a, b, yb, c, bc, &ap),
