@@ -103,7 +103,7 @@ impl Board {
             return Ok(());
         }
         bail!(
-            "the model does not fit board {}: {}; choose a board with more memory or convert a smaller model (fewer channels or resolution levels)",
+            "the model does not fit board {}: {}; choose a board with more memory, quantize with --activations int8 (int8 activations everywhere: about half the arena, lower fidelity), or convert a smaller model (fewer channels or resolution levels)",
             self.name,
             over.join("; ")
         )
