@@ -2,8 +2,9 @@
 # Runs the cargo-fuzz targets in fuzz/ (see fuzz/README.md).
 #
 #   scripts/fuzz.sh TARGET SECONDS   fuzz one target (artifact_loader | onnx_ingest)
-#   scripts/fuzz.sh smoke            regressions + both targets briefly (CI, < 2 min of
-#                                    fuzzing); fails on any crash, timeout or OOM
+#   scripts/fuzz.sh smoke            regressions + both targets briefly with a fixed seed
+#                                    and execution count (CI, about 1-2 min of fuzzing);
+#                                    fails on any crash, timeout or OOM
 #   scripts/fuzz.sh regressions      replay fuzz/regressions/ (.ddq: loader, .onnx: ONNX)
 #   scripts/fuzz.sh build [TARGET]   only build
 #
@@ -106,9 +107,11 @@ dir_of() {
 }
 bin_of() { echo "$(dir_of "$1")/$triple/release/$1"; }
 
-# run TARGET SECONDS CORPUS_DIR: fuzz, print the summary, return libFuzzer's status.
+# run TARGET SECONDS CORPUS_DIR [LIBFUZZER_FLAGS...]: fuzz, print the summary, return
+# libFuzzer's status.
 run() {
     local t=$1 secs=$2 corpus=$3
+    shift 3
     local art="$fuzz/artifacts/$t" log tmp rc=0
     mkdir -p "$corpus" "$art"
     copy_seeds "$t" "$corpus"
@@ -125,7 +128,7 @@ run() {
     # shellcheck disable=SC2046,SC2086
     DDPM_FUZZ_TMP="$tmp" "$(bin_of "$t")" $(target_limits "$t") \
         -max_total_time="$secs" -print_final_stats=1 "${fork[@]}" \
-        -artifact_prefix="$art/" ${FUZZ_ARGS:-} \
+        -artifact_prefix="$art/" "$@" ${FUZZ_ARGS:-} \
         "$corpus" >"$log" 2>&1 || rc=$?
     local execs eps crashes
     # -fork mode prints per-job stats; sum the final numbers of all of them.
@@ -172,8 +175,13 @@ case "${1:-}" in
         status=0
         regressions || { status=1; echo "smoke: a regression input fails" >&2; }
         s1=$(mktemp -d) s2=$(mktemp -d)
-        run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-60}" "$s1" || status=1
-        run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-45}" "$s2" || status=1
+        # Fixed seed and execution counts, fresh corpora from the committed seeds: the
+        # same inputs on every machine (a finding reproduces anywhere); the seconds
+        # are only a cap on slow machines. Longer, random campaigns: TARGET SECONDS.
+        run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-90}" "$s1" \
+            -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_LOADER_RUNS:-1500000}" || status=1
+        run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-90}" "$s2" \
+            -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_ONNX_RUNS:-50000}" || status=1
         rm -rf "$s1" "$s2"
         [ "$status" -eq 0 ] && echo "smoke: no crashes" || echo "smoke: FAILED (see fuzz/artifacts/)"
         exit "$status"

@@ -131,7 +131,8 @@ fn load_bytes(path: &Path, bytes: &[u8], input_shape: Option<[usize; 3]>) -> Res
 /// largest tensor has 73 728 elements.
 pub const MAX_CONST_ELEMENTS: u64 = 1 << 26;
 
-/// Rejects `ConstantOfShape`/`Expand` nodes whose constant target shape has more than
+/// Rejects `ConstantOfShape`/`Expand` nodes whose constant target shape has a negative
+/// dimension (tract would read it as a huge `usize`) or more than
 /// [`MAX_CONST_ELEMENTS`] elements, before tract materializes them.
 fn check_constant_shapes(path: &Path, model: &InferenceModel) -> Result<()> {
     use tract_onnx::tract_hir::ops::konst::Const;
@@ -146,7 +147,15 @@ fn check_constant_shapes(path: &Path, model: &InferenceModel) -> Result<()> {
         let Some(k) = model.node(shape_in.node).op_as::<Const>() else { continue };
         let Ok(dims) = k.val().cast_to::<i64>() else { continue };
         let Ok(dims) = dims.try_as_plain_ram().and_then(|d| d.as_slice::<i64>()) else { continue };
-        let n = dims.iter().fold(1u64, |n, &d| n.saturating_mul(d.max(0) as u64));
+        if let Some(d) = dims.iter().find(|&&d| d < 0) {
+            bail!(
+                "{}: node {:?} ({op}) has a negative dimension {d} in its target shape {dims:?}; \
+                 shapes must be >= 0 (re-export the model with a fixed, valid shape)",
+                path.display(),
+                node.name
+            );
+        }
+        let n = dims.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
         if n > MAX_CONST_ELEMENTS {
             bail!(
                 "{}: node {:?} ({op}) would create a tensor of shape {dims:?} ({n} elements, limit {MAX_CONST_ELEMENTS})",

@@ -49,3 +49,27 @@ fn huge_constant_of_shape_is_rejected_before_allocation() {
     assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
     assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
 }
+
+#[test]
+fn negative_constant_of_shape_dimension_is_rejected_before_allocation() {
+    // The fuzzer's find: a ConstantOfShape target shape whose first dimension is a
+    // negative i64. A clamp-to-0 size check let it through and tract read it as a
+    // huge usize (2 GB RSS limit hit while typing).
+    let name = "onnx_constant_of_shape_negative.onnx";
+    let path = regression(name);
+    assert!(path.exists(), "missing regression input {}", path.display());
+    let out_path = std::env::temp_dir().join(format!("ddpm-regression-{name}.ddq"));
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_converter"))
+        .arg("quantize")
+        .arg(&path)
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .expect("run converter");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, stderr: {stderr}");
+    assert!(stderr.contains("has a negative dimension"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
+    assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
+}
