@@ -335,6 +335,20 @@ impl<'a> Model<'a> {
                         shift,
                         scratch,
                     );
+                } else if cfg!(ddpm_wide)
+                    && ops::im2col::applicable_wide(xi.c as usize, (y.h * y.w) as usize, &cp)
+                {
+                    // int8 input, int16 output: the host engine.
+                    #[cfg(ddpm_wide)]
+                    {
+                        use ops::im2col::conv2d_im2col_wide_to as to;
+                        let (xs, xsh, ysh) = (as_i8(x), shape(&xi), shape(y));
+                        if y.int16 {
+                            to::<E16>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
+                        } else {
+                            to::<E8>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
+                        }
+                    }
                 } else {
                     by_type!(
                         xi.int16,

@@ -11,8 +11,9 @@
 //!   which is what `SXTB16` and `SXTB16 ROR #8` make of a weight word, so one
 //!   weight word feeds 10 `SMLAD`s (20 MACs). The loop is counted (the int8
 //!   kernel's sentinel `(−32768, −32768)` is a legal int16 pair).
-//! - 64-bit hosts (`cfg(ddpm_wide)`): contiguous i16 columns of [`WPIX`] pixels
-//!   and widening i16 dot products, which LLVM vectorizes (`PMADDWD`, `SMLAL`).
+//! - 64-bit hosts (`cfg(ddpm_wide)`): the host engine [`super::hostconv`]
+//!   (contiguous i16 columns, widening dot products: AVX2 `VPMADDWD`, NEON
+//!   `SMLAL`, else what LLVM vectorizes).
 //! - elsewhere: [`super::wide::conv2d`].
 //!
 //! Padding taps read 0 (`in_zp = 0`). `|x| ≤ 32768`, `|w| ≤ 128` and
@@ -23,7 +24,7 @@
 //!
 //! Stack: columns `4·(KC/4·GW + GW)` bytes (2.9 KiB) plus a `2·KC`-byte raw window
 //! and the per-block constants and partial sums (1.4 KiB) on Armv7E-M; on hosts
-//! `2·WPIX·KC + 2·KC` bytes of columns and widened weights.
+//! those of [`super::hostconv`].
 
 use super::conv2d::Conv2dParams;
 use super::im2col::OutRq;
@@ -32,8 +33,6 @@ use super::wide::{self, Elem, E16, E8};
 
 /// Output pixels per column group (Armv7E-M kernel).
 pub const PIX: usize = 5;
-/// Pixels per column group of the host kernel.
-pub const WPIX: usize = 4;
 /// Window elements per chunk (windows up to 511 elements take two chunks).
 pub const KC: usize = 288;
 /// Column words per group of 4 window elements: two per pixel.
@@ -649,33 +648,11 @@ mod dsp {
 }
 
 // ---------------------------------------------------------------------------
-// 64-bit hosts: contiguous i16 columns, vectorized widening dot products.
-
-/// Columns of the host kernel: each pixel's window chunk, contiguous.
-type Cols = [[i16; KC]; WPIX];
-
-/// `acc[p] += Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements: weights
-/// widened once, then four widening i16 dot products (vectorized by LLVM).
-#[inline(always)]
-fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
-    let mut wbuf = [0i16; KC];
-    for (d, &v) in wbuf.iter_mut().zip(wc) {
-        *d = v as i16;
-    }
-    let wq = wbuf.get(..wc.len()).unwrap_or(&[]);
-    for (a, c) in acc.iter_mut().zip(col) {
-        let d: i32 = c
-            .iter()
-            .zip(wq)
-            .map(|(&xv, &wv)| xv as i32 * wv as i32)
-            .fold(0i32, |s, v| s.wrapping_add(v));
-        *a = a.wrapping_add(d);
-    }
-}
+// 64-bit hosts: the shared host engine, `super::hostconv`.
 
 /// The host kernel. Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
 #[allow(clippy::too_many_arguments)]
-#[cfg_attr(not(ddpm_wide), allow(dead_code))]
+#[cfg(ddpm_wide)]
 fn conv_wide<Y: Elem>(
     x: &[u8],
     in_shape: [usize; 3],
@@ -687,42 +664,15 @@ fn conv_wide<Y: Elem>(
     mult: &[u8],
     shift: &[u8],
 ) {
+    use super::hostconv;
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
-    if oc == 0 || ksz == 0 || npix == 0 {
-        return;
-    }
-    let chunks = ksz.div_ceil(KC);
-    let mut col: Cols = [[0i16; KC]; WPIX];
-    let mut c0 = 0;
-    while c0 < oc {
-        let cn = BLOCK.min(oc - c0);
-        let k = consts(c0, cn, bias, mult, shift);
-        let mut q0 = 0;
-        while q0 < npix {
-            let mut acc = [[0i32; WPIX]; BLOCK];
-            for ch in 0..chunks {
-                let k0 = ch * KC;
-                let len = KC.min(ksz - k0);
-                for (i, c) in col.iter_mut().enumerate() {
-                    gather(x, in_shape, p, origin(q0 + i, npix, ow, p), k0, len, c);
-                }
-                for (j, aj) in acc.iter_mut().enumerate().take(cn) {
-                    let o = c0 + j;
-                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
-                    dot4_wide(&col, wc, aj);
-                }
-            }
-            for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
-                for (j, (aj, (b, rq))) in acc.iter().zip(&k).enumerate().take(cn) {
-                    let s = aj.get(i).copied().unwrap_or(0);
-                    put::<Y>(y, q * oc + c0 + j, s, *b, rq, p);
-                }
-            }
-            q0 += WPIX;
-        }
-        c0 += cn;
-    }
+    let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
+        gather(x, in_shape, p, origin(q, npix, ow, p), k0, len, col);
+    };
+    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, |q, o, v| {
+        Y::put_clamped(y, q * oc + o, p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+    });
 }
 
 #[cfg(test)]

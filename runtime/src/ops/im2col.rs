@@ -25,7 +25,7 @@
 //! sums (1.9 KiB).
 
 use super::conv2d::Conv2dParams;
-use super::{le_i32, mbqm, sat8, Rq};
+use super::{le_i32, mbqm, sat8};
 
 /// Output pixels per column group (DSP kernel).
 pub const PIX: usize = 5;
@@ -41,8 +41,6 @@ pub const SENTINEL: u32 = 0x8000_8000;
 const COL_WORDS: usize = KC / 4 * GW + GW;
 /// Output channels per block (their constants and partial sums live on the stack).
 const BLOCK: usize = 32;
-/// Pixels per column group of the wide (host) kernel.
-const WPIX: usize = 4;
 
 /// Whether [`conv2d_im2col`] handles this convolution: at least 2 output pixels
 /// and an int8 input zero point.
@@ -202,11 +200,11 @@ impl Default for RowColumns {
     }
 }
 
-/// Whether [`conv2d_im2col_wide`] handles this convolution: at least 4 output
-/// pixels, an int8 input zero point and a window of at least 8 elements.
+/// Whether [`conv2d_im2col_wide`] handles this convolution: at least one output
+/// pixel, an int8 input zero point and a window of at least 8 elements.
 pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     let ksz = p.kh * p.kw * ic;
-    out_pixels >= WPIX && ksz >= 8 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
+    out_pixels >= 1 && ksz >= 8 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
 /// The requantization of one output channel, `mbqm(acc, mult, shift)`, as one
@@ -529,12 +527,11 @@ pub fn conv2d_im2col(
     }
 }
 
-/// [`conv2d_im2col`] for 64-bit hosts (x86_64, aarch64): per-pixel contiguous
-/// i16 columns and plain widening dot products, which LLVM vectorizes (SSE2
-/// `PMADDWD`, NEON `SMLAL`). Same sums, same bits.
-///
-/// With the `std` feature on x86_64 the same code is also compiled for AVX2 and
-/// chosen at run time when the CPU has it.
+/// [`conv2d_im2col`] for 64-bit hosts (x86_64, aarch64): the host engine
+/// [`super::hostconv`] (contiguous i16 columns `x − in_zp`, widening dot products;
+/// AVX2 chosen at run time with the `std` feature on x86_64, NEON on aarch64).
+/// Same sums, same bits.
+#[cfg(ddpm_wide)]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_im2col_wide(
     x: &[i8],
@@ -547,60 +544,22 @@ pub fn conv2d_im2col_wide(
     mult: &[u8],
     shift: &[u8],
 ) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { wide_avx2(x, in_shape, y, out_shape, p, w, bias, mult, shift) };
-    }
-    #[cfg(target_arch = "aarch64")]
-    return wide(x, in_shape, y, out_shape, p, w, bias, mult, shift, dot4_neon);
-    #[cfg(not(target_arch = "aarch64"))]
-    wide(x, in_shape, y, out_shape, p, w, bias, mult, shift, dot4_wide)
+    let oc = out_shape[2];
+    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, o, v| {
+        if let Some(yv) = y.get_mut(q * oc + o) {
+            *yv = sat8(p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+        }
+    });
 }
 
-/// [`dot4_wide`] with NEON (baseline on aarch64): per 8 elements one weight load
-/// sign-extended to i16 (`SXTL`), then `SMLAL`/`SMLAL2` widening i16 products into
-/// i32 lanes for each pixel; exact, as every partial sum.
-#[cfg(target_arch = "aarch64")]
-fn dot4_neon(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
-    use core::arch::aarch64::*;
-    let n = wc.len().min(KC);
-    let n8 = n / 8 * 8;
-    // SAFETY: NEON is part of the aarch64 baseline; every load reads 8 elements at
-    // k with k + 8 ≤ n, which bounds `wc` and each column (KC).
-    unsafe {
-        let mut v = [vdupq_n_s32(0); WPIX];
-        let mut k = 0;
-        while k < n8 {
-            let w16 = vmovl_s8(vld1_s8(wc.as_ptr().add(k)));
-            let wl = vget_low_s16(w16);
-            for (vp, c) in v.iter_mut().zip(col) {
-                let xv = vld1q_s16(c.as_ptr().add(k));
-                *vp = vmlal_s16(*vp, vget_low_s16(xv), wl);
-                *vp = vmlal_high_s16(*vp, xv, w16);
-            }
-            k += 8;
-        }
-        let tail = wc.get(n8..n).unwrap_or(&[]);
-        for ((a, vp), c) in acc.iter_mut().zip(v).zip(col) {
-            let ct = c.get(n8..n).unwrap_or(&[]);
-            let t: i32 = ct.iter().zip(tail).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
-            *a += vaddvq_s32(vp) + t;
-        }
-    }
-}
-
-/// [`wide`] compiled with AVX2 enabled, with an AVX2 column kernel.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
+/// [`conv2d_im2col_wide`] with an int8 or int16 output `Y` (little-endian bytes),
+/// clamped to the activation range and to `Y`'s range.
+#[cfg(ddpm_wide)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn wide_avx2(
+pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     x: &[i8],
     in_shape: [usize; 3],
-    y: &mut [i8],
+    y: &mut [u8],
     out_shape: [usize; 3],
     p: &Conv2dParams,
     w: &[i8],
@@ -608,132 +567,43 @@ unsafe fn wide_avx2(
     mult: &[u8],
     shift: &[u8],
 ) {
-    // SAFETY (of the kernel calls): AVX2 is enabled in this function.
-    wide(x, in_shape, y, out_shape, p, w, bias, mult, shift, |c, wc, a| unsafe {
-        dot4_avx2(c, wc, a)
-    })
+    let oc = out_shape[2];
+    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, o, v| {
+        Y::put_clamped(y, q * oc + o, p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+    });
 }
 
-/// Columns of the wide kernel: `x − in_zp` per pixel, contiguous in `k`.
-type Cols = [[i16; KC]; WPIX];
-
-/// `acc[p] += Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements: weights
-/// widened once, then four widening i16 dot products (vectorized by LLVM).
-#[inline(always)]
-#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-fn dot4_wide(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
-    let mut wbuf = [0i16; KC];
-    for (d, &v) in wbuf.iter_mut().zip(wc) {
-        *d = v as i16;
-    }
-    let wq = wbuf.get(..wc.len()).unwrap_or(&[]);
-    for (a, c) in acc.iter_mut().zip(col) {
-        let d: i32 = c.iter().zip(wq).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
-        *a += d;
-    }
-}
-
-/// [`dot4_wide`] with AVX2: per 16 elements one weight load sign-extended to
-/// i16, then `VPMADDWD` against each pixel's column (pairs of exact i16 products
-/// summed into i32 lanes; the lane sums are exact, so is their total).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-unsafe fn dot4_avx2(col: &Cols, wc: &[i8], acc: &mut [i32; WPIX]) {
-    use core::arch::x86_64::*;
-    let n = wc.len().min(KC);
-    let n16 = n / 16 * 16;
-    let mut v = [_mm256_setzero_si256(); WPIX];
-    let mut k = 0;
-    while k < n16 {
-        // SAFETY: k + 16 ≤ n, which bounds both `wc` and every column (KC).
-        unsafe {
-            let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(wc.as_ptr().add(k).cast()));
-            for (vp, c) in v.iter_mut().zip(col) {
-                let xv = _mm256_loadu_si256(c.as_ptr().add(k).cast());
-                *vp = _mm256_add_epi32(*vp, _mm256_madd_epi16(xv, wv));
-            }
-        }
-        k += 16;
-    }
-    let tail = wc.get(n16..n).unwrap_or(&[]);
-    for ((a, vp), c) in acc.iter_mut().zip(v).zip(col) {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(vp), _mm256_extracti128_si256(vp, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        let ct = c.get(n16..n).unwrap_or(&[]);
-        let t: i32 = ct.iter().zip(tail).map(|(&xv, &wv)| xv as i32 * wv as i32).sum();
-        *a += _mm_cvtsi128_si32(s) + t;
-    }
-}
-
+/// The int8 gather of the host engine; `store(q, o, v)` gets the requantized sum.
+#[cfg(ddpm_wide)]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn wide(
     x: &[i8],
     in_shape: [usize; 3],
-    y: &mut [i8],
     [oh, ow, oc]: [usize; 3],
     p: &Conv2dParams,
     w: &[i8],
     bias: &[u8],
     mult: &[u8],
     shift: &[u8],
-    dot4: impl Fn(&Cols, &[i8], &mut [i32; WPIX]),
+    store: impl FnMut(usize, usize, i32),
 ) {
+    use super::hostconv;
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
-    if oc == 0 || ksz == 0 {
-        return;
-    }
     let zp = p.in_zp as i16;
-    let mut raw = [0i8; KC];
-    let mut col: Cols = [[0i16; KC]; WPIX];
-    let chunks = ksz.div_ceil(KC);
-    let mut c0 = 0;
-    while c0 < oc {
-        let cn = BLOCK.min(oc - c0);
-        let mut k = [(0i32, Rq::default()); BLOCK];
-        for (j, kj) in k.iter_mut().enumerate().take(cn) {
-            let o = c0 + j;
-            *kj = (le_i32(bias, o), Rq::new(le_i32(mult, o), le_i32(shift, o)));
+    let mut raw = [0i8; hostconv::KC];
+    let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
+        let pos = (q < npix).then(|| {
+            let (oy, ox) = (q / ow.max(1), q % ow.max(1));
+            ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
+        });
+        gather(x, in_shape, p, pos, k0, len, &mut raw);
+        for (d, &r) in col.iter_mut().zip(&raw).take(len) {
+            *d = r as i16 - zp;
         }
-        let mut q0 = 0;
-        while q0 < npix {
-            let mut acc = [[0i32; WPIX]; BLOCK];
-            for ch in 0..chunks {
-                let k0 = ch * KC;
-                let len = KC.min(ksz - k0);
-                for (i, c) in col.iter_mut().enumerate() {
-                    let q = q0 + i;
-                    let pos = (q < npix).then(|| {
-                        let (oy, ox) = (q / ow, q % ow);
-                        ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
-                    });
-                    gather(x, in_shape, p, pos, k0, len, &mut raw);
-                    for (d, &r) in c.iter_mut().zip(&raw).take(len) {
-                        *d = r as i16 - zp;
-                    }
-                }
-                for (j, aj) in acc.iter_mut().enumerate().take(cn) {
-                    let o = c0 + j;
-                    let wc = w.get(o * ksz + k0..o * ksz + k0 + len).unwrap_or(&[]);
-                    dot4(&col, wc, aj);
-                }
-            }
-            for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
-                let ypix = y.get_mut(q * oc + c0..q * oc + c0 + cn).unwrap_or(&mut []);
-                for ((yv, &(b, rq)), aj) in ypix.iter_mut().zip(&k).zip(&acc) {
-                    let s = aj.get(i).copied().unwrap_or(0);
-                    *yv = sat8(p.out_zp + rq.apply(b.wrapping_add(s)), p.act_min, p.act_max);
-                }
-            }
-            q0 += WPIX;
-        }
-        c0 += cn;
-    }
+    };
+    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, store);
 }
 
 /// Portable column kernel (hosts, and the reference for the DSP one).

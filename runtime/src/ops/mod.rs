@@ -13,6 +13,8 @@ pub mod conv16_gn;
 pub mod conv2d;
 pub mod dot;
 pub mod group_norm;
+#[cfg(ddpm_wide)]
+pub mod hostconv;
 pub mod im2col;
 pub mod lut;
 pub mod matmul;

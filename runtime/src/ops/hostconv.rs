@@ -1,0 +1,359 @@
+//! The CONV2D engine of 64-bit hosts (`cfg(ddpm_wide)`: x86_64, aarch64), shared by
+//! the int8-input ([`super::im2col::conv2d_im2col_wide`]) and int16-input
+//! ([`super::conv16::conv2d_i16`]) convolutions, whatever their output type.
+//!
+//! Per [`WPIX`] output pixels the caller's `fill` writes each pixel's window chunk
+//! (`x − in_zp`, padding 0) as a contiguous i16 column; every output channel's
+//! int8 weight row is then one widening i16 dot product against the four
+//! columns, two channels at a time. The dot products are exact in i32 (the loader
+//! bounds `|x|·|w|·kh·kw·ic` so that no partial sum overflows), so any summation
+//! order gives the reference kernel's sums, and the requantization is [`OutRq`],
+//! bit-identical to MBQM.
+//!
+//! Column kernels: AVX2 `VPMADDWD` (x86_64 with the `std` feature, chosen at run
+//! time; the whole engine, the caller's gather included, is then compiled for
+//! AVX2), NEON `SMLAL` (aarch64), else plain widening products that LLVM
+//! vectorizes (SSE2 `PMADDWD`).
+//!
+//! Stack: `2·WPIX·KC` bytes of columns, `4·WPIX·BLOCK` of sums, `8·BLOCK` of
+//! per-channel constants (about 4 KiB).
+
+use super::im2col::OutRq;
+use super::le_i32;
+
+/// Output pixels per column group.
+pub const WPIX: usize = 4;
+/// Window elements per chunk.
+pub const KC: usize = 288;
+/// Output channels whose sums are held at once.
+const BLOCK: usize = 64;
+
+/// The columns of one pixel group.
+pub type Cols = [[i16; KC]; WPIX];
+
+/// Sums of one pixel group for a pair of channels.
+type Pair = [[i32; WPIX]; 2];
+
+/// Runs the convolution over `npix` output pixels, `oc` channels and windows of
+/// `ksz` elements: `fill(q, k0, len, col)` writes `col[..len]` for pixel `q`
+/// (`q ≥ npix` only pads a group: any values), `w` holds `oc` rows of `ksz`
+/// weights, and `store(q, o, v)` receives `mbqm(bias[o] + Σ, mult[o], shift[o])`
+/// (wrapping bias add) for every pixel and channel.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    npix: usize,
+    ksz: usize,
+    oc: usize,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
+    store: impl FnMut(usize, usize, i32),
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { run_avx2(npix, ksz, oc, w, bias, mult, shift, fill, store) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    return engine(npix, ksz, oc, w, bias, mult, shift, fill, store, dot2_neon);
+    #[cfg(not(target_arch = "aarch64"))]
+    engine(npix, ksz, oc, w, bias, mult, shift, fill, store, dot2_plain)
+}
+
+/// [`engine`] compiled for AVX2 with the AVX2 column kernel.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx2(
+    npix: usize,
+    ksz: usize,
+    oc: usize,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
+    store: impl FnMut(usize, usize, i32),
+) {
+    // SAFETY (of the kernel calls): AVX2 is enabled in this function.
+    engine(npix, ksz, oc, w, bias, mult, shift, fill, store, |c, w0, w1, a| unsafe {
+        dot2_avx2(c, w0, w1, a)
+    })
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn engine(
+    npix: usize,
+    ksz: usize,
+    oc: usize,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    mut fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
+    mut store: impl FnMut(usize, usize, i32),
+    dot2: impl Fn(&Cols, &[i8], &[i8], &mut Pair),
+) {
+    if oc == 0 || ksz == 0 || npix == 0 {
+        return;
+    }
+    let chunks = ksz.div_ceil(KC);
+    let mut col: Cols = [[0i16; KC]; WPIX];
+    let row = |o: usize, k0: usize, len: usize| w.get(o * ksz + k0..o * ksz + k0 + len);
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = BLOCK.min(oc - c0);
+        let mut k = [(0i32, OutRq::default()); BLOCK];
+        for (j, kj) in k.iter_mut().enumerate().take(cn) {
+            let o = c0 + j;
+            *kj = (le_i32(bias, o), OutRq::new(le_i32(mult, o), le_i32(shift, o)));
+        }
+        let mut q0 = 0;
+        while q0 < npix {
+            let mut acc = [[0i32; WPIX]; BLOCK];
+            for ch in 0..chunks {
+                let k0 = ch * KC;
+                let len = KC.min(ksz - k0);
+                for (i, c) in col.iter_mut().enumerate() {
+                    fill(q0 + i, k0, len, c);
+                }
+                for (j, pair) in acc.chunks_exact_mut(2).enumerate().take(cn.div_ceil(2)) {
+                    let o = c0 + 2 * j;
+                    let w0 = row(o, k0, len).unwrap_or(&[]);
+                    // An odd last channel pairs with an empty row (sums unused).
+                    let w1 = if 2 * j + 1 < cn { row(o + 1, k0, len).unwrap_or(&[]) } else { &[] };
+                    if let Ok(pair) = <&mut Pair>::try_from(pair) {
+                        dot2(&col, w0, w1, pair);
+                    }
+                }
+            }
+            for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
+                for (j, (aj, (b, rq))) in acc.iter().zip(&k).enumerate().take(cn) {
+                    let s = aj.get(i).copied().unwrap_or(0);
+                    store(q, c0 + j, rq.apply(b.wrapping_add(s)));
+                }
+            }
+            q0 += WPIX;
+        }
+        c0 += cn;
+    }
+}
+
+/// `Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements.
+#[inline(always)]
+#[cfg_attr(
+    not(any(all(feature = "std", target_arch = "x86_64"), target_arch = "aarch64", test)),
+    allow(dead_code)
+)]
+fn dot_scalar(c: &[i16], w: &[i8]) -> i32 {
+    c.iter().zip(w).map(|(&x, &v)| x as i32 * v as i32).fold(0i32, |s, v| s.wrapping_add(v))
+}
+
+/// Portable pair kernel: weights widened once per row, then four widening i16 dot
+/// products per channel (vectorized by LLVM).
+#[inline(always)]
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+fn dot2_plain(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
+    for (a, wr) in acc.iter_mut().zip([w0, w1]) {
+        let mut wbuf = [0i16; KC];
+        for (d, &v) in wbuf.iter_mut().zip(wr) {
+            *d = v as i16;
+        }
+        let wq = wbuf.get(..wr.len()).unwrap_or(&[]);
+        for (ap, c) in a.iter_mut().zip(col) {
+            let d = c
+                .iter()
+                .zip(wq)
+                .map(|(&x, &v)| x as i32 * v as i32)
+                .fold(0i32, |s, v| s.wrapping_add(v));
+            *ap = ap.wrapping_add(d);
+        }
+    }
+}
+
+/// NEON pair kernel (baseline on aarch64): per 8 elements one weight load per row
+/// sign-extended to i16 (`SXTL`), then `SMLAL`/`SMLAL2` widening products into i32
+/// lanes, each column load feeding both rows.
+#[cfg(target_arch = "aarch64")]
+fn dot2_neon(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
+    use core::arch::aarch64::*;
+    let n = w0.len().min(KC);
+    if w1.len() != n {
+        // The odd last channel: one row.
+        let n8 = n / 8 * 8;
+        // SAFETY: every load reads 8 elements at k with k + 8 ≤ n ≤ KC, which
+        // bounds `w0` and each column.
+        unsafe {
+            let mut v = [vdupq_n_s32(0); WPIX];
+            let mut k = 0;
+            while k < n8 {
+                let wv = vmovl_s8(vld1_s8(w0.as_ptr().add(k)));
+                for (vp, c) in v.iter_mut().zip(col) {
+                    let xv = vld1q_s16(c.as_ptr().add(k));
+                    *vp = vmlal_s16(*vp, vget_low_s16(xv), vget_low_s16(wv));
+                    *vp = vmlal_high_s16(*vp, xv, wv);
+                }
+                k += 8;
+            }
+            let [a0, _] = acc;
+            for ((a, vp), c) in a0.iter_mut().zip(v).zip(col) {
+                let t = dot_scalar(c.get(n8..n).unwrap_or(&[]), w0.get(n8..n).unwrap_or(&[]));
+                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
+            }
+        }
+        return;
+    }
+    let n8 = n / 8 * 8;
+    // SAFETY: as above, for both rows (both have n elements).
+    unsafe {
+        let mut v = [[vdupq_n_s32(0); WPIX]; 2];
+        let mut k = 0;
+        while k < n8 {
+            let wa = vmovl_s8(vld1_s8(w0.as_ptr().add(k)));
+            let wb = vmovl_s8(vld1_s8(w1.as_ptr().add(k)));
+            let [va, vb] = &mut v;
+            for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
+                let xv = vld1q_s16(c.as_ptr().add(k));
+                let xl = vget_low_s16(xv);
+                *a = vmlal_high_s16(vmlal_s16(*a, xl, vget_low_s16(wa)), xv, wa);
+                *b = vmlal_high_s16(vmlal_s16(*b, xl, vget_low_s16(wb)), xv, wb);
+            }
+            k += 8;
+        }
+        for ((ar, vr), wr) in acc.iter_mut().zip(v).zip([w0, w1]) {
+            let tail = wr.get(n8..n).unwrap_or(&[]);
+            for ((a, vp), c) in ar.iter_mut().zip(vr).zip(col) {
+                let t = dot_scalar(c.get(n8..n).unwrap_or(&[]), tail);
+                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
+            }
+        }
+    }
+}
+
+/// AVX2 pair kernel: per 16 elements one weight load per row sign-extended to
+/// i16, then `VPMADDWD` of each pixel's column against both rows (8 accumulators,
+/// each column load feeding two products); the eight lane sums are reduced
+/// together by a `VPHADDD` tree.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot2_avx2(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
+    use core::arch::x86_64::*;
+    let n = w0.len().min(KC);
+    let two = w1.len() == n;
+    let n16 = n / 16 * 16;
+    let mut va = [_mm256_setzero_si256(); WPIX];
+    let mut vb = [_mm256_setzero_si256(); WPIX];
+    let mut k = 0;
+    if two {
+        while k < n16 {
+            // SAFETY: k + 16 ≤ n, which bounds both rows and every column (KC).
+            unsafe {
+                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w0.as_ptr().add(k).cast()));
+                let wb = _mm256_cvtepi8_epi16(_mm_loadu_si128(w1.as_ptr().add(k).cast()));
+                for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
+                    let xv = _mm256_loadu_si256(c.as_ptr().add(k).cast());
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wa));
+                    *b = _mm256_add_epi32(*b, _mm256_madd_epi16(xv, wb));
+                }
+            }
+            k += 16;
+        }
+    } else {
+        while k < n16 {
+            // SAFETY: k + 16 ≤ n, which bounds `w0` and every column.
+            unsafe {
+                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w0.as_ptr().add(k).cast()));
+                for (a, c) in va.iter_mut().zip(col) {
+                    let xv = _mm256_loadu_si256(c.as_ptr().add(k).cast());
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wa));
+                }
+            }
+            k += 16;
+        }
+    }
+    // Eight vectors to one vector of their eight totals: [v0 .. v7].
+    let [a0, a1, a2, a3] = va;
+    let [b0, b1, b2, b3] = vb;
+    let t0 = _mm256_hadd_epi32(a0, a1);
+    let t1 = _mm256_hadd_epi32(a2, a3);
+    let t2 = _mm256_hadd_epi32(b0, b1);
+    let t3 = _mm256_hadd_epi32(b2, b3);
+    let u0 = _mm256_hadd_epi32(t0, t1);
+    let u1 = _mm256_hadd_epi32(t2, t3);
+    let s = _mm256_add_epi32(
+        _mm256_permute2x128_si256(u0, u1, 0x20),
+        _mm256_permute2x128_si256(u0, u1, 0x31),
+    );
+    let mut tot: Pair = [[0i32; WPIX]; 2];
+    // SAFETY: `tot` holds 8 contiguous i32 (32 bytes); unaligned store.
+    unsafe { _mm256_storeu_si256(tot.as_mut_ptr().cast(), s) };
+    let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
+    for ((ar, tr), wr) in acc.iter_mut().zip(&tot).zip(rows) {
+        let tail = wr.get(n16..n).unwrap_or(&[]);
+        for ((a, &tv), c) in ar.iter_mut().zip(tr).zip(col) {
+            let t = dot_scalar(c.get(n16..n).unwrap_or(&[]), tail);
+            *a = a.wrapping_add(tv.wrapping_add(t));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::Rng;
+
+    /// Every pair kernel this host has gives the plain sums, for all lengths up to
+    /// [`KC`], odd last channels included.
+    #[test]
+    fn pair_kernels_match_plain_sums() {
+        let mut r = Rng(41);
+        for case in 0..400 {
+            let n = if case < KC { case + 1 } else { r.range(1, KC as i64) as usize };
+            let mut col: Cols = [[0i16; KC]; WPIX];
+            for c in col.iter_mut() {
+                for v in c.iter_mut() {
+                    *v = r.range(-32768, 32767) as i16;
+                }
+            }
+            let w0: Vec<i8> = (0..n).map(|_| r.range(-128, 127) as i8).collect();
+            let w1: Vec<i8> = (0..n).map(|_| r.range(-128, 127) as i8).collect();
+            let single = case % 3 == 0;
+            let w1s: &[i8] = if single { &[] } else { &w1 };
+            let start: Pair = [[r.range(-1000, 1000) as i32; WPIX]; 2];
+            let mut want = start;
+            for (p, c) in col.iter().enumerate() {
+                want[0][p] = want[0][p].wrapping_add(dot_scalar(&c[..n], &w0));
+                if !single {
+                    want[1][p] = want[1][p].wrapping_add(dot_scalar(&c[..n], &w1));
+                }
+            }
+            let mut got = start;
+            dot2_plain(&col, &w0, w1s, &mut got);
+            assert_eq!(got, want, "plain, case {case}, n {n}");
+            #[cfg(target_arch = "aarch64")]
+            {
+                let mut got = start;
+                dot2_neon(&col, &w0, w1s, &mut got);
+                assert_eq!(got, want, "neon, case {case}, n {n}");
+            }
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut got = start;
+                // SAFETY: AVX2 is present (checked).
+                unsafe { dot2_avx2(&col, &w0, w1s, &mut got) };
+                assert_eq!(got, want, "avx2, case {case}, n {n}");
+            }
+        }
+    }
+}
