@@ -176,12 +176,13 @@ case "${1:-}" in
         regressions || { status=1; echo "smoke: a regression input fails" >&2; }
         s1=$(mktemp -d) s2=$(mktemp -d)
         # Fixed seed and execution counts, fresh corpora from the committed seeds: the
-        # same inputs on every machine (a finding reproduces anywhere); the seconds
-        # are only a cap on slow machines. Longer, random campaigns: TARGET SECONDS.
+        # same inputs on every machine (a finding reproduces anywhere; no energy
+        # scaling by execution time); the seconds are only a cap on slow machines. Longer, random campaigns: TARGET SECONDS.
         run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-90}" "$s1" \
             -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_LOADER_RUNS:-1500000}" || status=1
         run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-90}" "$s2" \
-            -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_ONNX_RUNS:-50000}" || status=1
+            -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_ONNX_RUNS:-50000}" \
+            -entropic_scale_per_exec_time=0 || status=1
         rm -rf "$s1" "$s2"
         [ "$status" -eq 0 ] && echo "smoke: no crashes" || echo "smoke: FAILED (see fuzz/artifacts/)"
         exit "$status"
@@ -201,7 +202,7 @@ case "${1:-}" in
         run "$1" "$2" "${FUZZ_CORPUS:-$fuzz/corpus/$1}" || exit 1
         ;;
     *)
-        sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
         exit 2
         ;;
 esac

@@ -84,6 +84,11 @@ pub fn group_norm<X: Elem, Y: Elem>(
             x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias,
         );
     }
+    if c <= PM_CHANNELS
+        && pixel_major::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+    {
+        return;
+    }
     let cg = c / groups;
     let pixels = X::count(x) / c;
     let n = (pixels * cg) as i64;
@@ -112,6 +117,104 @@ pub fn group_norm<X: Elem, Y: Elem>(
             }
         }
     }
+}
+
+/// Channels up to which [`pixel_major`] is used (its per-channel sums and
+/// constants live on the stack: 56 bytes per channel).
+const PM_CHANNELS: usize = 128;
+
+/// `R = round(2^78 / r)` of a group with sums `S1`, `S2` over `n` values.
+#[inline]
+fn big_r(n: i64, s1: i64, s2: i64, eps_q32: u64) -> i128 {
+    let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
+    let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
+    let r = isqrt_u128(vv);
+    ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128
+}
+
+/// Per-channel constants of the pixel-major pass.
+#[derive(Clone, Copy, Default)]
+struct Chan {
+    a0: i64,
+    b0: i64,
+    sa: i64,
+    sb: i64,
+    rq: Rq,
+    bias: i32,
+}
+
+/// [`group_norm`] in two passes over contiguous pixels (per-channel sums, then
+/// every channel of a pixel with its group's line), for `c ≤ PM_CHANNELS` when
+/// every group's line takes [`ZLine`]'s 64-bit path. Returns `false`, having
+/// written nothing, otherwise. Same sums (added in another order, exactly) and
+/// the same per-element formula as the channel-major loop.
+#[allow(clippy::too_many_arguments)]
+fn pixel_major<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) -> bool {
+    let cg = c / groups;
+    if cg == 0 || c > PM_CHANNELS {
+        return false;
+    }
+    let pixels = X::count(x) / c;
+    let n = (pixels * cg) as i64;
+    let (mut s1c, mut s2c) = ([0i64; PM_CHANNELS], [0i64; PM_CHANNELS]);
+    let (s1c, s2c) = (s1c.get_mut(..c).unwrap_or(&mut []), s2c.get_mut(..c).unwrap_or(&mut []));
+    for px in x.chunks_exact(c * X::BYTES).take(pixels) {
+        for ((a1, a2), v) in s1c.iter_mut().zip(s2c.iter_mut()).zip(X::iter(px)) {
+            let v = (v - in_zp) as i64;
+            *a1 += v;
+            *a2 += v * v;
+        }
+    }
+    let mut ch = [Chan::default(); PM_CHANNELS];
+    for (g, ((g1, g2), cs)) in
+        s1c.chunks_exact(cg).zip(s2c.chunks_exact(cg)).zip(ch.chunks_exact_mut(cg)).enumerate()
+    {
+        let (s1, s2) = (g1.iter().sum::<i64>(), g2.iter().sum::<i64>());
+        let r = big_r(n, s1, s2, eps_q32);
+        let line = ZLine::new(-(s1 as i128) * r, n as i128 * r);
+        if !line.fast {
+            return false;
+        }
+        for (j, e) in cs.iter_mut().enumerate() {
+            let k = g * cg + j;
+            *e = Chan {
+                a0: line.a0,
+                b0: line.b0,
+                sa: line.sa,
+                sb: line.sb,
+                rq: Rq::new(le_i32(mult, k), le_i32(shift, k)),
+                bias: le_i32(bias, k),
+            };
+        }
+    }
+    let ch = ch.get(..groups * cg).unwrap_or(&[]);
+    let general = ch.iter().any(|e| e.rq.is_general());
+    for (px, ypx) in x.chunks_exact(c * X::BYTES).zip(y.chunks_exact_mut(c * Y::BYTES)) {
+        for (k, (e, v)) in ch.iter().zip(X::iter(px)).enumerate() {
+            let v = (v - in_zp) as i64;
+            let t = e.b0 + v * e.sb;
+            let a = e.a0 + v * e.sa + (t >> 46);
+            let b = t & MASK;
+            // Round half away from zero, without branches.
+            let up = (b > HALF) as i64 | ((b == HALF) as i64 & (a >= 0) as i64);
+            let z = (a + up).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            let r = if general { e.rq.apply(z) } else { e.rq.apply_shift_right(z) };
+            let o = out_zp.saturating_add(r).saturating_add(e.bias);
+            Y::put_clamped(ypx, k, o, Y::MIN, Y::MAX);
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -55,15 +55,29 @@ impl Rq {
         Rq { mult, shift, e, mask, general: s > 0 || mult == i32::MIN }
     }
 
+    /// Whether these parameters need [`mbqm`] itself (a left shift or
+    /// `mult = i32::MIN`).
+    #[inline(always)]
+    pub fn is_general(self) -> bool {
+        self.general
+    }
+
+    /// [`Rq::apply`] for parameters that are not [general](Rq::is_general): no
+    /// branch.
+    #[inline(always)]
+    pub fn apply_shift_right(self, x: i32) -> i32 {
+        let v = ((x as i64 * self.mult as i64 + (1i64 << 30)) >> 31) as i32;
+        let threshold = (self.mask >> 1) + (v < 0) as i32;
+        (v >> self.e) + ((v & self.mask) > threshold) as i32
+    }
+
     /// `mbqm(x, mult, shift)`.
     #[inline(always)]
     pub fn apply(self, x: i32) -> i32 {
         if self.general {
             return mbqm(x, self.mult, self.shift);
         }
-        let v = ((x as i64 * self.mult as i64 + (1i64 << 30)) >> 31) as i32;
-        let threshold = (self.mask >> 1) + (v < 0) as i32;
-        (v >> self.e) + ((v & self.mask) > threshold) as i32
+        self.apply_shift_right(x)
     }
 }
 

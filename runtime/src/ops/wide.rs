@@ -28,6 +28,8 @@ pub trait Elem: Copy {
     fn count(b: &[u8]) -> usize {
         b.len() / Self::BYTES
     }
+    /// The elements of `b`, in order.
+    fn iter(b: &[u8]) -> impl Iterator<Item = i32> + '_;
     /// Clamps to `[lo, hi]` and to the type's range, then stores.
     #[inline]
     fn put_clamped(b: &mut [u8], i: usize, v: i32, lo: i32, hi: i32) {
@@ -47,6 +49,10 @@ impl Elem for E8 {
     const MAX: i32 = 127;
     const BYTES: usize = 1;
     #[inline(always)]
+    fn iter(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
+        b.iter().map(|&v| v as i8 as i32)
+    }
+    #[inline(always)]
     fn get(b: &[u8], i: usize) -> i32 {
         b.get(i).map(|&v| v as i8 as i32).unwrap_or(0)
     }
@@ -62,6 +68,13 @@ impl Elem for E16 {
     const MIN: i32 = -32768;
     const MAX: i32 = 32767;
     const BYTES: usize = 2;
+    #[inline(always)]
+    fn iter(b: &[u8]) -> impl Iterator<Item = i32> + '_ {
+        b.chunks_exact(2).map(|p| {
+            i16::from_le_bytes([p.first().copied().unwrap_or(0), p.last().copied().unwrap_or(0)])
+                as i32
+        })
+    }
     #[inline(always)]
     fn get(b: &[u8], i: usize) -> i32 {
         match b.get(i.wrapping_mul(2)..i.wrapping_mul(2).wrapping_add(2)) {
@@ -239,8 +252,33 @@ pub fn add<A: Elem, B: Elem, Y: Elem>(
         Rq::new(p.out_mult, p.out_shift),
     );
     let ls = p.left_shift.clamp(0, 23) as u32;
+    let (na, nb, ny) = (A::count(a), B::count(b), Y::count(y));
+    let c = c.max(1);
+    let shapes_ok = if broadcast { nb == c && na % c == 0 } else { nb == na } && ny == na;
+    if shapes_ok && !(ra.is_general() || rb.is_general() || ro.is_general()) {
+        // The usual right-shift parameters: the same formula without branches, over
+        // contiguous elements.
+        let one = |va: i32, vb: i32| {
+            let va = (va - p.a_zp).wrapping_shl(ls);
+            let vb = (vb - p.b_zp).wrapping_shl(ls);
+            let s = ra.apply_shift_right(va).wrapping_add(rb.apply_shift_right(vb));
+            p.out_zp.wrapping_add(ro.apply_shift_right(s))
+        };
+        if broadcast {
+            for (ypx, apx) in y.chunks_exact_mut(c * Y::BYTES).zip(a.chunks_exact(c * A::BYTES)) {
+                for (k, (va, vb)) in A::iter(apx).zip(B::iter(b)).enumerate() {
+                    Y::put_clamped(ypx, k, one(va, vb), p.act_min, p.act_max);
+                }
+            }
+        } else {
+            for (i, (va, vb)) in A::iter(a).zip(B::iter(b)).enumerate() {
+                Y::put_clamped(y, i, one(va, vb), p.act_min, p.act_max);
+            }
+        }
+        return;
+    }
     for i in 0..Y::count(y).min(A::count(a)) {
-        let bi = if broadcast { i % c.max(1) } else { i };
+        let bi = if broadcast { i % c } else { i };
         let va = (A::get(a, i) - p.a_zp).wrapping_shl(ls);
         let vb = (B::get(b, bi) - p.b_zp).wrapping_shl(ls);
         let s = ra.apply(va).wrapping_add(rb.apply(vb));
@@ -558,6 +596,79 @@ mod tests {
                 let want = (real / so).round().clamp(-32768.0, 32767.0);
                 assert!((y as f64 - want).abs() <= 2.0, "{y} vs {want}");
             }
+        }
+    }
+
+    /// `add` (branch-free contiguous path and general loop) against the definition,
+    /// element by element with `mbqm`: every type combination, broadcast or not,
+    /// right-shift and general (left-shift) multipliers, odd lengths.
+    #[test]
+    fn add_matches_definition_bit_for_bit() {
+        fn def<A: Elem, B: Elem, Y: Elem>(
+            a: &[u8],
+            b: &[u8],
+            y: &mut [u8],
+            c: usize,
+            bc: bool,
+            p: &AddParams,
+        ) {
+            let ls = p.left_shift.clamp(0, 23) as u32;
+            for i in 0..Y::count(y).min(A::count(a)) {
+                let va = (A::get(a, i) - p.a_zp).wrapping_shl(ls);
+                let vb = (B::get(b, if bc { i % c } else { i }) - p.b_zp).wrapping_shl(ls);
+                let s = mbqm(va, p.a_mult, p.a_shift).wrapping_add(mbqm(vb, p.b_mult, p.b_shift));
+                let o = p.out_zp.wrapping_add(mbqm(s, p.out_mult, p.out_shift));
+                Y::put_clamped(y, i, o, p.act_min, p.act_max);
+            }
+        }
+        fn bytes<E: Elem>(r: &mut Rng, n: usize) -> Vec<u8> {
+            let mut v = vec![0u8; n * E::BYTES];
+            for i in 0..n {
+                E::put(&mut v, i, r.range(E::MIN as i64, E::MAX as i64) as i32);
+            }
+            v
+        }
+        fn case<A: Elem, B: Elem, Y: Elem>(r: &mut Rng, p: &AddParams) {
+            let c = r.range(1, 9) as usize;
+            let pixels = r.range(1, 40) as usize;
+            let bc = r.next() % 2 == 0;
+            let a = bytes::<A>(r, pixels * c);
+            let b = bytes::<B>(r, if bc { c } else { pixels * c });
+            let (mut got, mut want) =
+                (vec![0u8; pixels * c * Y::BYTES], vec![0u8; pixels * c * Y::BYTES]);
+            add::<A, B, Y>(&a, &b, &mut got, c, bc, p);
+            def::<A, B, Y>(&a, &b, &mut want, c, bc, p);
+            assert_eq!(got, want, "{p:?} c {c} broadcast {bc}");
+        }
+        let mut r = Rng(0xadd5);
+        for i in 0..300 {
+            let mut q = || {
+                let (m, s) =
+                    quantize_multiplier(r.f64() * if i % 5 == 0 { 4.0 } else { 0.5 } + 1e-6);
+                (if r.next() % 7 == 0 { -m } else { m }, s)
+            };
+            let ((am, ash), (bm, bsh), (om, osh)) = (q(), q(), q());
+            let p = AddParams {
+                a_zp: r.range(-128, 127) as i32,
+                b_zp: r.range(-128, 127) as i32,
+                out_zp: r.range(-128, 127) as i32,
+                left_shift: [0, 7, 15][i % 3],
+                a_mult: am,
+                a_shift: ash,
+                b_mult: bm,
+                b_shift: bsh,
+                out_mult: om,
+                out_shift: osh,
+                act_min: r.range(-40000, 0) as i32,
+                act_max: r.range(0, 40000) as i32,
+            };
+            case::<E8, E8, E16>(&mut r, &p);
+            case::<E8, E16, E8>(&mut r, &p);
+            case::<E8, E16, E16>(&mut r, &p);
+            case::<E16, E8, E8>(&mut r, &p);
+            case::<E16, E8, E16>(&mut r, &p);
+            case::<E16, E16, E8>(&mut r, &p);
+            case::<E16, E16, E16>(&mut r, &p);
         }
     }
 
