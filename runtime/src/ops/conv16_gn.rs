@@ -161,6 +161,52 @@ fn pixel_major<X: Elem, Y: Elem>(
     shift: &[u8],
     bias: &[u8],
 ) -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe {
+            pixel_major_avx2::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+        };
+    }
+    pixel_major_body::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+}
+
+/// [`pixel_major`] compiled for AVX2 (per-lane variable shifts, 4 f64 lanes).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixel_major_avx2<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) -> bool {
+    pixel_major_body::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pixel_major_body<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) -> bool {
     let cg = c / groups;
     if cg == 0 || c > PM_CHANNELS {
         return false;
@@ -177,6 +223,7 @@ fn pixel_major<X: Elem, Y: Elem>(
         }
     }
     let mut ch = [Chan::default(); PM_CHANNELS];
+    let mut lines = [ZLine::new(0, 0); PM_CHANNELS];
     for (g, ((g1, g2), cs)) in
         s1c.chunks_exact(cg).zip(s2c.chunks_exact(cg)).zip(ch.chunks_exact_mut(cg)).enumerate()
     {
@@ -185,6 +232,9 @@ fn pixel_major<X: Elem, Y: Elem>(
         let line = ZLine::new(-(s1 as i128) * r, n as i128 * r);
         if !line.fast {
             return false;
+        }
+        if let Some(l) = lines.get_mut(g) {
+            *l = line;
         }
         for (j, e) in cs.iter_mut().enumerate() {
             let k = g * cg + j;
@@ -200,21 +250,124 @@ fn pixel_major<X: Elem, Y: Elem>(
     }
     let ch = ch.get(..groups * cg).unwrap_or(&[]);
     let general = ch.iter().any(|e| e.rq.is_general());
+    // z of one element, exactly: `round_half_away((P0 + v·step) / 2^46)` clamped to
+    // i32, with the 64-bit form of `ZLine::z` and branch-free rounding.
+    let exact = |e: &Chan, v: i32| {
+        let v = (v - in_zp) as i64;
+        let t = e.b0 + v * e.sb;
+        let a = e.a0 + v * e.sa + (t >> 46);
+        let b = t & MASK;
+        let up = (b > HALF) as i64 | ((b == HALF) as i64 & (a >= 0) as i64);
+        (a + up).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    };
+    #[cfg(ddpm_wide)]
+    let fz = FloatZ::new(lines.get(..groups).unwrap_or(&[]), cg);
+    let mut zb = [0i32; PM_CHANNELS];
+    let zs = zb.get_mut(..ch.len()).unwrap_or(&mut []);
+    let (mut om, mut oe, mut omask, mut ob) =
+        ([0i32; PM_CHANNELS], [0u32; PM_CHANNELS], [0i32; PM_CHANNELS], [0i32; PM_CHANNELS]);
+    for ((e, (m, sh)), (mk, b)) in
+        ch.iter().zip(om.iter_mut().zip(oe.iter_mut())).zip(omask.iter_mut().zip(ob.iter_mut()))
+    {
+        (*m, *sh, *mk) = e.rq.parts();
+        *b = e.bias;
+    }
+    let n_ch = ch.len();
+    let (om, oe) = (om.get(..n_ch).unwrap_or(&[]), oe.get(..n_ch).unwrap_or(&[]));
+    let (omask, ob) = (omask.get(..n_ch).unwrap_or(&[]), ob.get(..n_ch).unwrap_or(&[]));
+    let mut ob_out = [0i32; PM_CHANNELS];
+    let os = ob_out.get_mut(..n_ch).unwrap_or(&mut []);
     for (px, ypx) in x.chunks_exact(c * X::BYTES).zip(y.chunks_exact_mut(c * Y::BYTES)) {
-        for (k, (e, v)) in ch.iter().zip(X::iter(px)).enumerate() {
-            let v = (v - in_zp) as i64;
-            let t = e.b0 + v * e.sb;
-            let a = e.a0 + v * e.sa + (t >> 46);
-            let b = t & MASK;
-            // Round half away from zero, without branches.
-            let up = (b > HALF) as i64 | ((b == HALF) as i64 & (a >= 0) as i64);
-            let z = (a + up).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
-            let r = if general { e.rq.apply(z) } else { e.rq.apply_shift_right(z) };
-            let o = out_zp.saturating_add(r).saturating_add(e.bias);
-            Y::put_clamped(ypx, k, o, Y::MIN, Y::MAX);
+        #[cfg(ddpm_wide)]
+        let certain = fz.as_ref().is_some_and(|f| f.z(X::iter(px), in_zp, zs));
+        #[cfg(not(ddpm_wide))]
+        let certain = false;
+        if !certain {
+            for ((z, e), v) in zs.iter_mut().zip(ch).zip(X::iter(px)) {
+                *z = exact(e, v);
+            }
+        }
+        if general {
+            for (k, (e, &z)) in ch.iter().zip(zs.iter()).enumerate() {
+                let o = out_zp.saturating_add(e.rq.apply(z)).saturating_add(e.bias);
+                Y::put_clamped(ypx, k, o, Y::MIN, Y::MAX);
+            }
+        } else {
+            // Channel-wise arrays, no branches: vectorizable.
+            for (((o, &z), (&m, &e)), (&mask, &b)) in
+                os.iter_mut().zip(zs.iter()).zip(om.iter().zip(oe)).zip(omask.iter().zip(ob))
+            {
+                let v = ((z as i64 * m as i64 + (1i64 << 30)) >> 31) as i32;
+                let r = (v >> e) + ((v & mask) > (mask >> 1) + (v < 0) as i32) as i32;
+                *o = out_zp.saturating_add(r).saturating_add(b).clamp(Y::MIN, Y::MAX);
+            }
+            Y::put_all(ypx, os);
         }
     }
     true
+}
+
+/// z of a whole pixel through f64, for 64-bit hosts, certified exact.
+///
+/// Per group, `p = P0/2^46` and `s = step/2^46` are rounded to f64 (`pf`, `sf`,
+/// relative error ≤ u = 2^−53 each; the divisions by 2^46 are exact), and
+/// `y = pf + v·sf` costs two more roundings, so
+/// `|y − (p + v·s)| ≤ 4u·(|p| + |v|·s) ≤ err = 2^−49·(|pf| + VMAX·sf)` (generous for
+/// the roundings of `pf`, `sf` and `err` itself). `y` is clamped to
+/// `[−2^31 − 1, 2^31]` (beyond, the exact z clamps to i32 the same way) and rounded
+/// to the nearest integer `r` by the 1.5·2^52 trick. When `y` lies more than `err`
+/// from every half-integer, the exact value lies in the same interval between two
+/// half-integers, so it rounds to `r` under any rule, round-half-away included;
+/// otherwise the pixel is recomputed with the integer formula. Groups whose `err`
+/// exceeds 2^−10 are not handled here at all.
+#[cfg(ddpm_wide)]
+struct FloatZ {
+    pf: [f64; PM_CHANNELS],
+    sf: [f64; PM_CHANNELS],
+    n: usize,
+    err: f64,
+}
+
+/// Largest `|v|`: an int16 element minus an int8 zero point.
+#[cfg(ddpm_wide)]
+const VMAX: f64 = 32768.0 + 128.0;
+
+#[cfg(ddpm_wide)]
+impl FloatZ {
+    /// The f64 lines of `lines` (one per group of `cg` channels), or `None` when one
+    /// is too large to certify.
+    fn new(lines: &[ZLine], cg: usize) -> Option<Self> {
+        const TWO_M46: f64 = 1.0 / 70_368_744_177_664.0;
+        const TWO_M49: f64 = 1.0 / 562_949_953_421_312.0;
+        let mut f = FloatZ { pf: [0.0; PM_CHANNELS], sf: [0.0; PM_CHANNELS], n: 0, err: 0.0 };
+        for (l, (pc, sc)) in
+            lines.iter().zip(f.pf.chunks_exact_mut(cg).zip(f.sf.chunks_exact_mut(cg)))
+        {
+            let (p, s) = (l.p0 as f64 * TWO_M46, l.step as f64 * TWO_M46);
+            f.err = f.err.max((p.abs() + VMAX * s) * TWO_M49);
+            pc.fill(p);
+            sc.fill(s);
+            f.n += cg;
+        }
+        (f.err < 1.0 / 1024.0).then_some(f)
+    }
+
+    /// Writes z of every channel of one pixel (`vals`) into `z`; `false` when one of
+    /// them could not be certified (the caller recomputes the pixel exactly).
+    #[inline(always)]
+    fn z(&self, vals: impl Iterator<Item = i32>, in_zp: i32, z: &mut [i32]) -> bool {
+        const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5·2^52
+        let mut unsure = false;
+        let (pf, sf) = (self.pf.get(..self.n).unwrap_or(&[]), self.sf.get(..self.n).unwrap_or(&[]));
+        for (((zo, &p), &s), v) in z.iter_mut().zip(pf).zip(sf).zip(vals) {
+            let y = p + (v - in_zp) as f64 * s;
+            let yc = y.clamp(-2_147_483_649.0, 2_147_483_648.0);
+            let r = (yc + MAGIC) - MAGIC;
+            unsure |= (0.5 - (yc - r).abs()).abs() <= self.err;
+            *zo = r as i32;
+        }
+        !unsure
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +406,46 @@ mod tests {
             }
         }
         assert!(paths[0] > 200 && paths[1] > 200, "{paths:?}");
+    }
+
+    /// The f64 path gives ZLine's exact z whenever it claims certainty, and gives
+    /// up on exact ties (which it cannot round away from zero).
+    #[cfg(ddpm_wide)]
+    #[test]
+    fn float_z_is_exact_when_certain() {
+        let mut r = Rng(0xf10a7);
+        let (mut certain, mut unsure) = (0, 0);
+        for case in 0..3000 {
+            // Lines like a real group's: step = n·R, P0 = −S1·R, z within a few
+            // 2^16 of 0 for in-range v, sometimes far beyond (clamping).
+            let step = (r.next() as i128 & ((1 << 40) - 1)) << (r.next() % 20);
+            let mean = r.range(-40000, 40000) as i128;
+            let p0 = if case % 4 == 0 {
+                // Exact half-integers at some v: P0 ≡ 2^45 mod 2^46 with step ≡ 0.
+                let step = step - step % (1 << 46);
+                (-mean * step) + (1 << 45)
+            } else {
+                -mean * step + (r.next() as i128 & ((1 << 46) - 1))
+            };
+            let step = if case % 4 == 0 { step - step % (1 << 46) } else { step };
+            let l = ZLine::new(p0, step);
+            if !l.fast {
+                continue;
+            }
+            let Some(f) = FloatZ::new(&[l], 8) else { continue };
+            let in_zp = r.range(-128, 127) as i32;
+            let vals: Vec<i32> = (0..8).map(|_| r.range(-32768, 32767) as i32).collect();
+            let mut z = [0i32; 8];
+            if f.z(vals.iter().copied(), in_zp, &mut z) {
+                certain += 1;
+                for (zv, &v) in z.iter().zip(&vals) {
+                    assert_eq!(*zv, l.z(v - in_zp), "case {case} v {v}");
+                }
+            } else {
+                unsure += 1;
+            }
+        }
+        assert!(certain > 1000 && unsure > 100, "certain {certain} unsure {unsure}");
     }
 
     #[allow(clippy::too_many_arguments)]

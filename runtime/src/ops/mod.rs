@@ -62,6 +62,13 @@ impl Rq {
         self.general
     }
 
+    /// `(mult, e, mask)` of [`Rq::apply_shift_right`]: `v = SRDHM(x, mult)`, then
+    /// `(v >> e) + ((v & mask) > (mask >> 1) + (v < 0))`.
+    #[inline(always)]
+    pub fn parts(self) -> (i32, u32, i32) {
+        (self.mult, self.e, self.mask)
+    }
+
     /// [`Rq::apply`] for parameters that are not [general](Rq::is_general): no
     /// branch.
     #[inline(always)]

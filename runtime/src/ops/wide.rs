@@ -30,6 +30,8 @@ pub trait Elem: Copy {
     }
     /// The elements of `b`, in order.
     fn iter(b: &[u8]) -> impl Iterator<Item = i32> + '_;
+    /// Stores `v` (each already in range) as the first elements of `b`.
+    fn put_all(b: &mut [u8], v: &[i32]);
     /// Clamps to `[lo, hi]` and to the type's range, then stores.
     #[inline]
     fn put_clamped(b: &mut [u8], i: usize, v: i32, lo: i32, hi: i32) {
@@ -53,6 +55,12 @@ impl Elem for E8 {
         b.iter().map(|&v| v as i8 as i32)
     }
     #[inline(always)]
+    fn put_all(b: &mut [u8], v: &[i32]) {
+        for (d, &x) in b.iter_mut().zip(v) {
+            *d = x as i8 as u8;
+        }
+    }
+    #[inline(always)]
     fn get(b: &[u8], i: usize) -> i32 {
         b.get(i).map(|&v| v as i8 as i32).unwrap_or(0)
     }
@@ -74,6 +82,12 @@ impl Elem for E16 {
             i16::from_le_bytes([p.first().copied().unwrap_or(0), p.last().copied().unwrap_or(0)])
                 as i32
         })
+    }
+    #[inline(always)]
+    fn put_all(b: &mut [u8], v: &[i32]) {
+        for (d, &x) in b.chunks_exact_mut(2).zip(v) {
+            d.copy_from_slice(&(x as i16).to_le_bytes());
+        }
     }
     #[inline(always)]
     fn get(b: &[u8], i: usize) -> i32 {
