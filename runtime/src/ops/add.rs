@@ -54,6 +54,27 @@ pub fn add(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddP
     if cfg!(feature = "reference-kernels") || y.len() < 1024 {
         return add_reference(a, b, y, c, broadcast, p);
     }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { add_avx2(a, b, y, c, broadcast, p) };
+    }
+    add_tables(a, b, y, c, broadcast, p)
+}
+
+/// [`add_tables`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddParams) {
+    add_tables(a, b, y, c, broadcast, p)
+}
+
+/// The tabulated kernel behind [`add`].
+#[inline(always)]
+fn add_tables(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &AddParams) {
     let ls = p.left_shift.clamp(0, 23);
     let scaled = |q: i32, zp: i32, m: i32, s: i32| mbqm((q - zp) << ls, m, s);
     let ta: [i32; 256] =
