@@ -670,8 +670,13 @@ fn conv_wide<Y: Elem>(
     let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
         gather(x, in_shape, p, origin(q, npix, ow, p), k0, len, col);
     };
-    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, |q, o, v| {
-        Y::put_clamped(y, q * oc + o, p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+    let mut buf = [0i32; hostconv::BLOCK];
+    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, |q, c0, v| {
+        let ys = y.get_mut((q * oc + c0) * Y::BYTES..(q * oc + c0 + v.len()) * Y::BYTES);
+        for (o, &r) in buf.iter_mut().zip(v) {
+            *o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
+        }
+        Y::put_all(ys.unwrap_or(&mut []), &buf);
     });
 }
 

@@ -272,7 +272,14 @@ mod tests {
             let bias: Vec<i32> = (0..oc).map(|_| r.range(-5000, 5000) as i32).collect();
             let (mut mult, mut shift) = (vec![], vec![]);
             for _ in 0..oc {
-                let (m, s) = quantize_multiplier(0.0005 + r.f64() * 0.01);
+                // Some negative and some > 1 multipliers (a left shift): the
+                // kernels' general requantization paths.
+                let real = match r.next() % 8 {
+                    0 => -(0.0005 + r.f64() * 0.01),
+                    1 => 1.0 + r.f64(),
+                    _ => 0.0005 + r.f64() * 0.01,
+                };
+                let (m, s) = quantize_multiplier(real);
                 mult.push(m);
                 shift.push(s);
             }
@@ -341,6 +348,21 @@ mod tests {
                         args.2,
                     );
                     assert_eq!(y4, want, "im2col (wide), case {case}");
+                    // The same engine with an int16 output, against the portable
+                    // int8 -> int16 kernel.
+                    use crate::ops::wide::{self, E16, E8};
+                    let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+                    let mut p16 = p;
+                    (p16.act_min, p16.act_max) = (-32768, 32767);
+                    let (mut y5, mut y6) =
+                        (vec![0u8; 2 * oh * ow * oc], vec![0u8; 2 * oh * ow * oc]);
+                    let a = (args.0, args.1, args.2);
+                    let sh = ([h, wd, ic], [oh, ow, oc]);
+                    crate::ops::im2col::conv2d_im2col_wide_to::<E16>(
+                        &x, sh.0, &mut y5, sh.1, &p16, &w, a.0, a.1, a.2,
+                    );
+                    wide::conv2d::<E8, E16>(&xb, sh.0, &mut y6, sh.1, &p16, &w, a.0, a.1, a.2);
+                    assert_eq!(y5, y6, "im2col (wide) to int16, case {case}");
                 }
                 // ±1 LSB against f64: the fixed-point multiplier and the two
                 // roundings of MBQM differ from one exact rounding.

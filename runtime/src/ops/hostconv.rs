@@ -26,7 +26,7 @@ pub const WPIX: usize = 4;
 /// Window elements per chunk.
 pub const KC: usize = 288;
 /// Output channels whose sums are held at once.
-const BLOCK: usize = 64;
+pub const BLOCK: usize = 64;
 
 /// The columns of one pixel group.
 pub type Cols = [[i16; KC]; WPIX];
@@ -37,8 +37,9 @@ type Pair = [[i32; WPIX]; 2];
 /// Runs the convolution over `npix` output pixels, `oc` channels and windows of
 /// `ksz` elements: `fill(q, k0, len, col)` writes `col[..len]` for pixel `q`
 /// (`q ≥ npix` only pads a group: any values), `w` holds `oc` rows of `ksz`
-/// weights, and `store(q, o, v)` receives `mbqm(bias[o] + Σ, mult[o], shift[o])`
-/// (wrapping bias add) for every pixel and channel.
+/// weights, and `store(q, c0, v)` receives, for pixel `q` and channels
+/// `c0 .. c0 + v.len()` (at most [`BLOCK`]), `v[j] = mbqm(bias[o] + Σ, mult[o],
+/// shift[o])` with `o = c0 + j` (wrapping bias add).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -50,7 +51,7 @@ pub fn run(
     mult: &[u8],
     shift: &[u8],
     fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
-    store: impl FnMut(usize, usize, i32),
+    store: impl FnMut(usize, usize, &[i32]),
 ) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::is_x86_feature_detected!("avx2") {
@@ -79,7 +80,7 @@ unsafe fn run_avx2(
     mult: &[u8],
     shift: &[u8],
     fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
-    store: impl FnMut(usize, usize, i32),
+    store: impl FnMut(usize, usize, &[i32]),
 ) {
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
     engine(npix, ksz, oc, w, bias, mult, shift, fill, store, |c, w0, w1, a| unsafe {
@@ -98,7 +99,7 @@ fn engine(
     mult: &[u8],
     shift: &[u8],
     mut fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
-    mut store: impl FnMut(usize, usize, i32),
+    mut store: impl FnMut(usize, usize, &[i32]),
     dot2: impl Fn(&Cols, &[i8], &[i8], &mut Pair),
 ) {
     if oc == 0 || ksz == 0 || npix == 0 {
@@ -110,11 +111,27 @@ fn engine(
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
-        let mut k = [(0i32, OutRq::default()); BLOCK];
-        for (j, kj) in k.iter_mut().enumerate().take(cn) {
+        // Per-channel constants, also as arrays for the branch-free 64-bit form.
+        let mut rqs = [OutRq::default(); BLOCK];
+        let (mut kb, mut kp, mut km, mut ke) =
+            ([0i32; BLOCK], [0i64; BLOCK], [0i32; BLOCK], [0u32; BLOCK]);
+        let mut all_fast = true;
+        for (j, ((rq, b), ((p, m), e))) in rqs
+            .iter_mut()
+            .zip(kb.iter_mut())
+            .zip(kp.iter_mut().zip(km.iter_mut()).zip(ke.iter_mut()))
+            .enumerate()
+            .take(cn)
+        {
             let o = c0 + j;
-            *kj = (le_i32(bias, o), OutRq::new(le_i32(mult, o), le_i32(shift, o)));
+            *rq = OutRq::new(le_i32(mult, o), le_i32(shift, o));
+            *b = le_i32(bias, o);
+            match rq.fast_parts() {
+                Some(f) => (*p, *m, *e) = f,
+                None => all_fast = false,
+            }
         }
+        let (mut sums, mut vals) = ([0i32; BLOCK], [0i32; BLOCK]);
         let mut q0 = 0;
         while q0 < npix {
             let mut acc = [[0i32; WPIX]; BLOCK];
@@ -135,10 +152,23 @@ fn engine(
                 }
             }
             for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
-                for (j, (aj, (b, rq))) in acc.iter().zip(&k).enumerate().take(cn) {
-                    let s = aj.get(i).copied().unwrap_or(0);
-                    store(q, c0 + j, rq.apply(b.wrapping_add(s)));
+                for (s, aj) in sums.iter_mut().zip(&acc).take(cn) {
+                    *s = aj.get(i).copied().unwrap_or(0);
                 }
+                if all_fast {
+                    // OutRq::apply's fast arm, channel-wise (vectorizable).
+                    let consts = kb.iter().zip(&kp).zip(km.iter().zip(&ke));
+                    for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(&sums).zip(consts) {
+                        let a = b.wrapping_add(s);
+                        let k = p + (a & i32::MIN) as i64;
+                        *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
+                    }
+                } else {
+                    for ((v, &s), (rq, &b)) in vals.iter_mut().zip(&sums).zip(rqs.iter().zip(&kb)) {
+                        *v = rq.apply(b.wrapping_add(s));
+                    }
+                }
+                store(q, c0, vals.get(..cn).unwrap_or(&[]));
             }
             q0 += WPIX;
         }

@@ -240,6 +240,13 @@ impl OutRq {
         OutRq { kpos, m: mult, e1: e - 1, mult, shift, fast: mult >= 0 && shift < 0 }
     }
 
+    /// `(kpos, m, e1)` of the 64-bit form when it applies: then [`OutRq::apply`] is
+    /// `(((acc·m + kpos + (acc & i32::MIN)) >> 32) as i32) >> e1`.
+    #[inline(always)]
+    pub fn fast_parts(&self) -> Option<(i64, i32, u32)> {
+        self.fast.then_some((self.kpos, self.m, self.e1))
+    }
+
     /// `mbqm(acc, mult, shift)`.
     #[inline(always)]
     pub fn apply(&self, acc: i32) -> i32 {
@@ -545,9 +552,10 @@ pub fn conv2d_im2col_wide(
     shift: &[u8],
 ) {
     let oc = out_shape[2];
-    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, o, v| {
-        if let Some(yv) = y.get_mut(q * oc + o) {
-            *yv = sat8(p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, c0, v| {
+        let ys = y.get_mut(q * oc + c0..q * oc + c0 + v.len()).unwrap_or(&mut []);
+        for (yv, &r) in ys.iter_mut().zip(v) {
+            *yv = sat8(p.out_zp.wrapping_add(r), p.act_min, p.act_max);
         }
     });
 }
@@ -568,8 +576,13 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     shift: &[u8],
 ) {
     let oc = out_shape[2];
-    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, o, v| {
-        Y::put_clamped(y, q * oc + o, p.out_zp.wrapping_add(v), p.act_min, p.act_max);
+    let mut buf = [0i32; super::hostconv::BLOCK];
+    wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, c0, v| {
+        let ys = y.get_mut((q * oc + c0) * Y::BYTES..(q * oc + c0 + v.len()) * Y::BYTES);
+        for (o, &r) in buf.iter_mut().zip(v) {
+            *o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
+        }
+        Y::put_all(ys.unwrap_or(&mut []), &buf);
     });
 }
 
@@ -586,7 +599,7 @@ fn wide(
     bias: &[u8],
     mult: &[u8],
     shift: &[u8],
-    store: impl FnMut(usize, usize, i32),
+    store: impl FnMut(usize, usize, &[i32]),
 ) {
     use super::hostconv;
     let ksz = p.kh * p.kw * in_shape[2];
