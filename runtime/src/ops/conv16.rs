@@ -123,6 +123,7 @@ fn copy16(x: &[u8], off: usize, dst: &mut [i16]) {
 
 /// One pixel's window chunk `[k0, k0 + len)` of its `[kh][kw][ic]` window into
 /// `raw[..len]`, padding taps 0 (all 0 for `pos = None`).
+#[cfg_attr(ddpm_wide, inline(always))]
 #[allow(clippy::too_many_arguments)]
 fn gather(
     x: &[u8],

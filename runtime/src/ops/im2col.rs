@@ -262,6 +262,7 @@ impl OutRq {
 
 /// One pixel's raw window chunk: `[k0, k0 + len)` of its `[kh][kw][ic]` window,
 /// padding filled with `in_zp`.
+#[cfg_attr(ddpm_wide, inline(always))]
 #[allow(clippy::too_many_arguments)]
 fn gather(
     x: &[i8],
