@@ -325,15 +325,21 @@ unsafe fn dot2_avx2(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
         _mm256_permute2x128_si256(u0, u1, 0x20),
         _mm256_permute2x128_si256(u0, u1, 0x31),
     );
-    let mut tot: Pair = [[0i32; WPIX]; 2];
-    // SAFETY: `tot` holds 8 contiguous i32 (32 bytes); unaligned store.
-    unsafe { _mm256_storeu_si256(tot.as_mut_ptr().cast(), s) };
-    let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
-    for ((ar, tr), wr) in acc.iter_mut().zip(&tot).zip(rows) {
-        let tail = wr.get(n16..n).unwrap_or(&[]);
-        for ((a, &tv), c) in ar.iter_mut().zip(tr).zip(col) {
-            let t = dot_scalar(c.get(n16..n).unwrap_or(&[]), tail);
-            *a = a.wrapping_add(tv.wrapping_add(t));
+    // acc (8 contiguous i32: row 0's four pixels, then row 1's) += s; row 1 of a
+    // single row gets zeros added.
+    let s = if two { s } else { _mm256_blend_epi32(s, _mm256_setzero_si256(), 0xf0) };
+    // SAFETY: `acc` is 8 contiguous i32 (32 bytes); unaligned load and store.
+    unsafe {
+        let p = acc.as_mut_ptr().cast::<__m256i>();
+        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), s));
+    }
+    if n16 < n {
+        let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
+        for (ar, wr) in acc.iter_mut().zip(rows) {
+            let tail = wr.get(n16..n).unwrap_or(&[]);
+            for (a, c) in ar.iter_mut().zip(col) {
+                *a = a.wrapping_add(dot_scalar(c.get(n16..n).unwrap_or(&[]), tail));
+            }
         }
     }
 }
