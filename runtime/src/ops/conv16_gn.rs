@@ -467,6 +467,43 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// int8 in and out (what 64-bit hosts run for int8 GROUP_NORM) against the
+    /// int8 reference kernel, bit for bit.
+    #[test]
+    fn int8_matches_group_norm_reference() {
+        let mut r = Rng(0x8e8);
+        for case in 0..300 {
+            let groups = r.range(1, 8) as usize;
+            let c = groups * r.range(1, 9) as usize;
+            let pixels = r.range(1, 300) as usize;
+            let spread = [1i64, 5, 60, 127][case % 4];
+            let centre = r.range(-100, 100);
+            let x: Vec<i8> = (0..pixels * c)
+                .map(|_| (centre + r.range(-spread, spread)).clamp(-128, 127) as i8)
+                .collect();
+            let (mut mult, mut shift) = (vec![], vec![]);
+            for _ in 0..c {
+                let real = [1.0 / 65536.0, 3e-4, 2.0][(r.next() % 3) as usize] * (0.5 + r.f64());
+                let (m, s) = quantize_multiplier(real);
+                mult.push(if r.next() % 5 == 0 { -m } else { m });
+                shift.push(s);
+            }
+            let bias: Vec<i32> = (0..c).map(|_| r.range(-300, 300) as i32).collect();
+            let (m, s, b) = (i32_bytes(&mult), i32_bytes(&shift), i32_bytes(&bias));
+            let (in_zp, out_zp) = (r.range(-128, 127) as i32, r.range(-128, 127) as i32);
+            let eps = [0u64, 1 << 20, 1 << 40][case % 3];
+            let mut want = vec![0i8; x.len()];
+            crate::ops::group_norm::group_norm_reference(
+                &x, c, &mut want, groups, in_zp, out_zp, eps, &m, &s, &b,
+            );
+            let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+            let mut got = vec![0u8; x.len()];
+            group_norm::<E8, E8>(&xb, c, &mut got, groups, in_zp, out_zp, eps, &m, &s, &b);
+            let got: Vec<i8> = got.iter().map(|&v| v as i8).collect();
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
     /// Against `wide::group_norm`, bit for bit: every type combination, random
     /// shapes and group counts, constant groups, extreme values, eps, γ < 0.
     #[test]
