@@ -143,8 +143,9 @@ fn gather(
     let k1 = k0 + len;
     let whole = inside((iy0, ix0), in_shape, p);
     let mut k = k0;
+    // (kernel row, tap, channel) of k: divided once, then advanced run by run.
+    let (mut ky, mut kx, mut i) = (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1));
     while k < k1 {
-        let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
         let iy = iy0 + ky as isize;
         let ix = ix0 + kx as isize;
         let row_in = iy >= 0 && (iy as usize) < h;
@@ -152,11 +153,18 @@ fn gather(
         // inside the input, else the rest of this tap.
         let whole_row = whole || (row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd);
         let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
+        if end <= k {
+            break;
+        }
         let dst = raw.get_mut(k - k0..end - k0).unwrap_or(&mut []);
         if row_in && ix >= 0 && (ix as usize) < wd {
             copy16(x, (iy as usize * wd + ix as usize) * ic + i, dst);
         } else {
             dst.iter_mut().for_each(|v| *v = 0);
+        }
+        (kx, i) = if whole_row { (p.kw, 0) } else { (kx + 1, 0) };
+        if kx >= p.kw {
+            (ky, kx) = (ky + 1, 0);
         }
         k = end;
     }

@@ -284,19 +284,23 @@ fn gather(
         // The whole window is inside the input: one copy per kernel row.
         let base = (iy0 as usize * wd + ix0 as usize) * ic;
         let mut k = k0;
+        let mut r = k0 / row.max(1);
         while k < k1 {
-            let r = k / row;
             let end = ((r + 1) * row).min(k1);
+            if end <= k {
+                break;
+            }
             let off = base + r * wd * ic + (k - r * row);
             let dst = raw.get_mut(k - k0..end - k0).unwrap_or(&mut []);
             dst.iter_mut().zip(x.get(off..).unwrap_or(&[])).for_each(|(d, &v)| *d = v);
-            k = end;
+            (k, r) = (end, r + 1);
         }
         return;
     }
     let mut k = k0;
+    // (kernel row, tap, channel) of k: divided once, then advanced run by run.
+    let (mut ky, mut kx, mut i) = (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1));
     while k < k1 {
-        let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
         let iy = iy0 + ky as isize;
         let ix = ix0 + kx as isize;
         let row_in = iy >= 0 && (iy as usize) < h;
@@ -304,6 +308,9 @@ fn gather(
         // inside the input, else the rest of this tap.
         let whole_row = row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd;
         let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
+        if end <= k {
+            break;
+        }
         let n = end - k;
         let dst = raw.get_mut(k - k0..k - k0 + n).unwrap_or(&mut []);
         let inside = row_in && ix >= 0 && (ix as usize) < wd;
@@ -316,6 +323,10 @@ fn gather(
         match src {
             Some(s) => dst.copy_from_slice(s),
             None => dst.iter_mut().for_each(|v| *v = zp),
+        }
+        (kx, i) = if whole_row { (p.kw, 0) } else { (kx + 1, 0) };
+        if kx >= p.kw {
+            (ky, kx) = (ky + 1, 0);
         }
         k = end;
     }
@@ -613,8 +624,11 @@ fn wide(
             ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
         });
         gather(x, in_shape, p, pos, k0, len, &mut raw);
+        // zp by value: a reload per element (possible aliasing) would stop
+        // vectorization.
+        let z = zp;
         for (d, &r) in col.iter_mut().zip(&raw).take(len) {
-            *d = r as i16 - zp;
+            *d = r as i16 - z;
         }
     };
     hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, store);
