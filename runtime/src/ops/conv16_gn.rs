@@ -120,8 +120,10 @@ pub fn group_norm<X: Elem, Y: Elem>(
 }
 
 /// Channels up to which [`pixel_major`] is used (its per-channel sums and
-/// constants live on the stack: 56 bytes per channel).
-const PM_CHANNELS: usize = 128;
+/// constants live on the stack: about 80 bytes per channel, plus the f64 lines
+/// on hosts). Cortex-M: 32, which covers the int16 tensors of the shipped model
+/// and keeps the stack small.
+const PM_CHANNELS: usize = if cfg!(ddpm_wide) { 128 } else { 32 };
 
 /// `R = round(2^78 / r)` of a group with sums `S1`, `S2` over `n` values.
 #[inline]
@@ -223,6 +225,7 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         }
     }
     let mut ch = [Chan::default(); PM_CHANNELS];
+    #[cfg(ddpm_wide)]
     let mut lines = [ZLine::new(0, 0); PM_CHANNELS];
     for (g, ((g1, g2), cs)) in
         s1c.chunks_exact(cg).zip(s2c.chunks_exact(cg)).zip(ch.chunks_exact_mut(cg)).enumerate()
@@ -233,6 +236,7 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         if !line.fast {
             return false;
         }
+        #[cfg(ddpm_wide)]
         if let Some(l) = lines.get_mut(g) {
             *l = line;
         }

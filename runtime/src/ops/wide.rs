@@ -239,7 +239,7 @@ pub fn group_norm<X: Elem, Y: Elem>(
 /// LUT16: `u = q + 32768`, `i = u >> 7`, `f = u & 127`,
 /// `y = t[i] + (((t[i+1] − t[i])·f + 64) >> 7)` over a 513-entry i16 table.
 ///
-/// The table is decoded once into i32 (entries past its end read 0, as
+/// The table is decoded once (entries past its end read 0, as
 /// [`Elem::get`] does); on x86_64 hosts with AVX2 the loop is compiled for it.
 pub fn lut16(x: &[u8], y: &mut [u8], table: &[u8]) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
@@ -262,16 +262,16 @@ unsafe fn lut16_avx2(x: &[u8], y: &mut [u8], table: &[u8]) {
 
 #[inline(always)]
 fn lut16_body(x: &[u8], y: &mut [u8], table: &[u8]) {
-    let mut t = [0i32; 514];
+    let mut t = [0i16; 514];
     for (d, v) in t.iter_mut().zip(E16::iter(table)) {
-        *d = v;
+        *d = v as i16;
     }
     for (yv, xv) in y.chunks_exact_mut(2).zip(x.chunks_exact(2)) {
         let q =
             i16::from_le_bytes([xv.first().copied().unwrap_or(0), xv.last().copied().unwrap_or(0)]);
         let u = (q as i32 + 32768) as usize;
         let (j, f) = (u >> 7, (u & 127) as i32);
-        let (a, b) = (t.get(j).copied().unwrap_or(0), t.get(j + 1).copied().unwrap_or(0));
+        let (a, b) = (t.get(j).map_or(0, |&v| v as i32), t.get(j + 1).map_or(0, |&v| v as i32));
         let v = (a + (((b - a) * f + 64) >> 7)).clamp(E16::MIN, E16::MAX);
         yv.copy_from_slice(&(v as i16).to_le_bytes());
     }
