@@ -12,7 +12,7 @@
 //! half away from zero is `a + [b > 2^45 or (b = 2^45 and a ≥ 0)]`, as
 //! `group_norm.rs`'s `z_steps`.
 
-use super::group_norm::isqrt_u128;
+use super::group_norm::group_scale;
 use super::wide::Elem;
 use super::{le_i32, Rq};
 
@@ -102,10 +102,7 @@ pub fn group_norm<X: Elem, Y: Elem>(
                 s2 += v * v;
             }
         }
-        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-        let r = isqrt_u128(vv);
-        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
+        let big_r = group_scale(n, s1, s2, eps_q32);
         // (n·v − S1)·R = −S1·R + v·(n·R).
         let line = ZLine::new(-(s1 as i128) * big_r, n as i128 * big_r);
         for k in c0..c0 + cg {
@@ -124,15 +121,6 @@ pub fn group_norm<X: Elem, Y: Elem>(
 /// on hosts). Cortex-M: 32, which covers the int16 tensors of the shipped model
 /// and keeps the stack small.
 const PM_CHANNELS: usize = if cfg!(ddpm_wide) { 128 } else { 32 };
-
-/// `R = round(2^78 / r)` of a group with sums `S1`, `S2` over `n` values.
-#[inline]
-fn big_r(n: i64, s1: i64, s2: i64, eps_q32: u64) -> i128 {
-    let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-    let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-    let r = isqrt_u128(vv);
-    ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128
-}
 
 /// Per-channel constants of the pixel-major pass.
 #[derive(Clone, Copy, Default)]
@@ -231,7 +219,7 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         s1c.chunks_exact(cg).zip(s2c.chunks_exact(cg)).zip(ch.chunks_exact_mut(cg)).enumerate()
     {
         let (s1, s2) = (g1.iter().sum::<i64>(), g2.iter().sum::<i64>());
-        let r = big_r(n, s1, s2, eps_q32);
+        let r = group_scale(n, s1, s2, eps_q32);
         let line = ZLine::new(-(s1 as i128) * r, n as i128 * r);
         if !line.fast {
             return false;

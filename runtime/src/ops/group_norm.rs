@@ -37,6 +37,17 @@ pub fn isqrt_u128(v: u128) -> u128 {
     root
 }
 
+/// Steps 2–4 of the algorithm for a group of `n` values with sums `S1`, `S2`:
+/// `R = round(2^78 / isqrt(D·2^32 + eps_q32·n²))`, `D = n·S2 − S1²` (0 when the
+/// root is 0).
+#[inline]
+pub fn group_scale(n: i64, s1: i64, s2: i64, eps_q32: u64) -> i128 {
+    let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
+    let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
+    let r = isqrt_u128(vv);
+    ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128
+}
+
 /// Divides by `2^s` rounding half away from zero.
 #[inline]
 fn round_shift_i128(v: i128, s: u32) -> i128 {
@@ -138,10 +149,7 @@ pub fn group_norm(
         if lo > hi {
             continue;
         }
-        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-        let r = isqrt_u128(vv);
-        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
+        let big_r = group_scale(n, s1, s2, eps_q32);
         // num(q)·R for the lowest q present, then + n·R per step.
         let prod = ((n * (lo as i64 - 128 - in_zp as i64) - s1) as i128) * big_r;
         z_steps(prod, n as i128 * big_r, ztab.get_mut(lo..hi + 1).unwrap_or(&mut []));

@@ -8,7 +8,7 @@
 //! alignment is assumed anywhere.
 
 use super::conv2d::Conv2dParams;
-use super::group_norm::isqrt_u128;
+use super::group_norm::group_scale;
 use super::{le_i32, mbqm, Rq};
 
 /// An activation element type.
@@ -217,10 +217,7 @@ pub fn group_norm<X: Elem, Y: Elem>(
                 s2 += v * v;
             }
         }
-        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-        let r = isqrt_u128(vv);
-        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
+        let big_r = group_scale(n, s1, s2, eps_q32);
         for k in c0..c0 + cg {
             let (rq, b) = (Rq::new(le_i32(mult, k), le_i32(shift, k)), le_i32(bias, k));
             for px in 0..pixels {
