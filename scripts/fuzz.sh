@@ -3,7 +3,8 @@
 #
 #   scripts/fuzz.sh TARGET SECONDS   fuzz one target (artifact_loader | onnx_ingest)
 #   scripts/fuzz.sh smoke            regressions + both targets briefly with a fixed seed
-#                                    and execution count (CI, about 1-2 min of fuzzing);
+#                                    and execution count (CI, about 1-2 min of fuzzing,
+#                                    the same amount on any machine);
 #                                    fails on any crash, timeout or OOM
 #   scripts/fuzz.sh regressions      replay fuzz/regressions/ (.ddq: loader, .onnx: ONNX)
 #   scripts/fuzz.sh build [TARGET]   only build
@@ -175,9 +176,12 @@ case "${1:-}" in
         status=0
         regressions || { status=1; echo "smoke: a regression input fails" >&2; }
         s1=$(mktemp -d) s2=$(mktemp -d)
-        # Fixed seed and execution counts, fresh corpora from the committed seeds: the
-        # same inputs on every machine (a finding reproduces anywhere; no energy
-        # scaling by execution time); the seconds are only a cap on slow machines. Longer, random campaigns: TARGET SECONDS.
+        # Fixed seed and execution counts, fresh corpora from the committed seeds,
+        # no energy scaling by execution time: the same amount of fuzzing on every
+        # machine, whatever its speed (the seconds are only a cap). Not
+        # bit-reproducible: libFuzzer's comparison tracing depends on addresses, so
+        # runs differ in the inputs they add. Longer, random campaigns:
+        # TARGET SECONDS.
         run artifact_loader "${FUZZ_SMOKE_LOADER_SECS:-90}" "$s1" \
             -seed="${FUZZ_SMOKE_SEED:-1}" -runs="${FUZZ_SMOKE_LOADER_RUNS:-1500000}" || status=1
         run onnx_ingest "${FUZZ_SMOKE_ONNX_SECS:-90}" "$s2" \
