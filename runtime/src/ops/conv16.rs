@@ -144,7 +144,10 @@ fn gather(
     let whole = inside((iy0, ix0), in_shape, p);
     let mut k = k0;
     // (kernel row, tap, channel) of k: divided once, then advanced run by run.
-    let (mut ky, mut kx, mut i) = (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1));
+    let (mut ky, mut kx, mut i) = match k0 {
+        0 => (0, 0, 0),
+        _ => (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1)),
+    };
     while k < k1 {
         let iy = iy0 + ky as isize;
         let ix = ix0 + kx as isize;

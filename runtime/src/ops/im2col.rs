@@ -284,7 +284,7 @@ fn gather(
         // The whole window is inside the input: one copy per kernel row.
         let base = (iy0 as usize * wd + ix0 as usize) * ic;
         let mut k = k0;
-        let mut r = k0 / row.max(1);
+        let mut r = if k0 == 0 { 0 } else { k0 / row.max(1) };
         while k < k1 {
             let end = ((r + 1) * row).min(k1);
             if end <= k {
@@ -299,7 +299,10 @@ fn gather(
     }
     let mut k = k0;
     // (kernel row, tap, channel) of k: divided once, then advanced run by run.
-    let (mut ky, mut kx, mut i) = (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1));
+    let (mut ky, mut kx, mut i) = match k0 {
+        0 => (0, 0, 0),
+        _ => (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1)),
+    };
     while k < k1 {
         let iy = iy0 + ky as isize;
         let ix = ix0 + kx as isize;
@@ -598,7 +601,18 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     });
 }
 
-/// The int8 gather of the host engine; `store(q, o, v)` gets the requantized sum.
+/// `d[i] = r[i] − zp` (a function of its own: its slices do not alias, so the
+/// loop vectorizes).
+#[cfg(ddpm_wide)]
+#[inline(always)]
+fn widen(d: &mut [i16], r: &[i8], zp: i16) {
+    for (d, &r) in d.iter_mut().zip(r) {
+        *d = r as i16 - zp;
+    }
+}
+
+/// The int8 gather of the host engine; `store(q, c0, v)` gets the requantized sums
+/// of channels `c0 ..` of pixel `q`.
 #[cfg(ddpm_wide)]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -624,12 +638,7 @@ fn wide(
             ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
         });
         gather(x, in_shape, p, pos, k0, len, &mut raw);
-        // zp by value: a reload per element (possible aliasing) would stop
-        // vectorization.
-        let z = zp;
-        for (d, &r) in col.iter_mut().zip(&raw).take(len) {
-            *d = r as i16 - z;
-        }
+        widen(col.get_mut(..len).unwrap_or(&mut []), raw.get(..len).unwrap_or(&[]), zp);
     };
     hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, store);
 }
