@@ -6,7 +6,7 @@
 //! bit-identical to [`dot_i8_reference`].
 
 /// `Σ x[i]·w[i]` over the common length (reference).
-#[inline]
+#[inline(always)]
 pub fn dot_i8_reference(x: &[i8], w: &[i8]) -> i32 {
     x.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum()
 }

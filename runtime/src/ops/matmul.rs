@@ -72,6 +72,27 @@ pub fn matmul(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
 /// stack buffers and [`matmul_columns`]' are never live together.
 #[inline(never)]
 fn matmul_rows(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { matmul_rows_avx2(a, b, y, p) };
+    }
+    matmul_rows_body(a, b, y, p)
+}
+
+/// [`matmul_rows`] compiled for AVX2 (the dot products vectorize 16 lanes wide).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn matmul_rows_avx2(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
+    matmul_rows_body(a, b, y, p)
+}
+
+#[inline(always)]
+fn matmul_rows_body(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
     let (k, n) = (p.k, p.n);
     let rq = Rq::new(p.mult, p.shift);
     let mut bt_buf = [0i8; B_BUF];
