@@ -338,7 +338,7 @@ impl<'a> Model<'a> {
                         scratch,
                     );
                 } else if cfg!(ddpm_wide)
-                    && ops::im2col::applicable_wide(xi.c as usize, (y.h * y.w) as usize, &cp)
+                    && ops::im2col::applicable_wide(xi.c as usize, y.h as usize * y.w as usize, &cp)
                 {
                     // int8 input, int16 output: the host engine.
                     #[cfg(ddpm_wide)]
