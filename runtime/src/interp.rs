@@ -155,9 +155,7 @@ impl<'a> Model<'a> {
         for i in 0..op.n_inputs() {
             any16 |= info(op.input(i))?.int16;
         }
-        // 64-bit hosts: int8 GROUP_NORM too through the pixel-major kernel of the
-        // mixed path (the same exact algorithm; vectorized there).
-        if any16 || (cfg!(ddpm_wide) && op.opcode == opcode::GROUP_NORM) {
+        if any16 {
             return self.run_wide(op, yb, &y, in_bytes, scratch);
         }
         let yv = as_i8_mut(yb);

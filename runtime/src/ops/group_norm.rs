@@ -116,6 +116,17 @@ pub fn group_norm(
     if cfg!(feature = "reference-kernels") {
         return group_norm_reference(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias);
     }
+    // 64-bit hosts: the pixel-major kernel of the mixed path (the same exact
+    // algorithm, vectorized there).
+    #[cfg(ddpm_wide)]
+    {
+        use super::{as_u8, as_u8_mut, wide::E8};
+        let (xb, yb) = (as_u8(x), as_u8_mut(y));
+        return super::conv16_gn::group_norm::<E8, E8>(
+            xb, c, yb, groups, in_zp, out_zp, eps_q32, mult, shift, bias,
+        );
+    }
+    #[cfg_attr(ddpm_wide, allow(unreachable_code))]
     if c == 0 || groups == 0 {
         return;
     }

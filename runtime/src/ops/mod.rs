@@ -96,6 +96,20 @@ pub fn as_i8(b: &[u8]) -> &[i8] {
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
 }
 
+/// Reinterprets int8 as bytes.
+#[inline]
+pub fn as_u8(b: &[i8]) -> &[u8] {
+    // SAFETY: as `as_i8`, the other way.
+    unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) }
+}
+
+/// Reinterprets mutable int8 as bytes.
+#[inline]
+pub fn as_u8_mut(b: &mut [i8]) -> &mut [u8] {
+    // SAFETY: as `as_i8_mut`, the other way.
+    unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len()) }
+}
+
 /// Reinterprets mutable bytes as int8.
 #[inline]
 pub fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
