@@ -42,6 +42,9 @@ step "firmware: clippy and builds for every board profile (embeds the artifact)"
 step "host tests (unit, end-to-end, firmware parity in QEMU, aarch64 under qemu-aarch64)"
 cargo test --release --workspace
 
+step "runtime unit tests with the plain kernels only (reference-kernels)"
+cargo test --release -p ddpm-runtime --features reference-kernels,std --lib
+
 if [ -x scripts/fuzz.sh ]; then
     step "fuzz smoke"
     CARGO_TARGET_DIR="$HOME/.cache/ddpm-edge/target-fuzz" scripts/fuzz.sh smoke
