@@ -6,6 +6,8 @@ use embedded_hal::digital::OutputPin;
 
 /// Opcodes are small (FORMAT.md: 1..=11); anything larger lands in the last slot.
 pub const CLASSES: usize = 16;
+/// Ops timed one by one (a model with more ops times the rest per class only).
+pub const MAX_OPS: usize = 256;
 
 /// Timing state shared with the sampler through [`ddpm_runtime::Hooks`].
 pub struct Probe<'a, P: OutputPin> {
@@ -21,11 +23,15 @@ pub struct Probe<'a, P: OutputPin> {
     pub class_units: [u64; CLASSES],
     /// Op invocations, per opcode.
     pub class_calls: [u32; CLASSES],
+    /// Clock units summed over all steps, per op index (the first [`MAX_OPS`];
+    /// static storage, off the stack).
+    pub op_units: &'a mut [u64; MAX_OPS],
 }
 
 impl<'a, P: OutputPin> Probe<'a, P> {
-    /// A probe toggling `pin` and reading `clock`.
-    pub fn new(pin: &'a mut P, clock: Clock) -> Self {
+    /// A probe toggling `pin`, reading `clock` and summing per-op time into
+    /// `op_units`.
+    pub fn new(pin: &'a mut P, clock: Clock, op_units: &'a mut [u64; MAX_OPS]) -> Self {
         Self {
             pin,
             clock,
@@ -35,6 +41,7 @@ impl<'a, P: OutputPin> Probe<'a, P> {
             steps_total: 0,
             class_units: [0; CLASSES],
             class_calls: [0; CLASSES],
+            op_units,
         }
     }
 
@@ -67,10 +74,13 @@ impl<P: OutputPin> ddpm_runtime::Hooks for Probe<'_, P> {
         self.op_t0 = self.clock.now();
     }
 
-    fn op_end(&mut self, _index: u16, opcode: u16) {
+    fn op_end(&mut self, index: u16, opcode: u16) {
         let dt = self.clock.now() - self.op_t0;
         let c = class(opcode);
         self.class_units[c] += dt;
         self.class_calls[c] += 1;
+        if let Some(u) = self.op_units.get_mut(usize::from(index)) {
+            *u += dt;
+        }
     }
 }
