@@ -349,6 +349,17 @@ impl<'a> Model<'a> {
                             to::<E8>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
                         }
                     }
+                } else if cfg!(ddpm_dsp)
+                    && ops::im2col::applicable(xi.c as usize, y.h as usize * y.w as usize, &cp)
+                {
+                    // int8 input, int16 output: the SMLAD column kernel.
+                    use ops::im2col::conv2d_im2col_to as to;
+                    let (xs, xsh, ysh) = (as_i8(x), shape(&xi), shape(y));
+                    if y.int16 {
+                        to::<E16>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
+                    } else {
+                        to::<E8>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
+                    }
                 } else {
                     by_type!(
                         xi.int16,

@@ -333,6 +333,27 @@ mod tests {
                         args.2,
                     );
                     assert_eq!(y3, want, "im2col, case {case}");
+                    // The same kernel with an int16 output (some activation ranges
+                    // inside int16, some wider), against the portable int8 ->
+                    // int16 kernel.
+                    use crate::ops::wide::{self, E16, E8};
+                    let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+                    let mut p16 = p;
+                    (p16.act_min, p16.act_max) = match case % 3 {
+                        0 => (-32768, 32767),
+                        1 => (-700, 900),
+                        _ => (i32::MIN, i32::MAX),
+                    };
+                    let (mut y5, mut y6) =
+                        (vec![0u8; 2 * oh * ow * oc], vec![0u8; 2 * oh * ow * oc]);
+                    let sh = ([h, wd, ic], [oh, ow, oc]);
+                    crate::ops::im2col::conv2d_im2col_to::<E16>(
+                        &x, sh.0, &mut y5, sh.1, &p16, &w, args.0, args.1, args.2,
+                    );
+                    wide::conv2d::<E8, E16>(
+                        &xb, sh.0, &mut y6, sh.1, &p16, &w, args.0, args.1, args.2,
+                    );
+                    assert_eq!(y5, y6, "im2col to int16, case {case}");
                 }
                 // The host engine exists on 64-bit hosts unless `reference-kernels`.
                 #[cfg(ddpm_wide)]

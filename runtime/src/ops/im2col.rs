@@ -25,7 +25,8 @@
 //! sums (1.9 KiB).
 
 use super::conv2d::Conv2dParams;
-use super::{le_i32, mbqm, sat8};
+use super::wide::{Elem, E8};
+use super::{le_i32, mbqm};
 
 /// Output pixels per column group (DSP kernel).
 pub const PIX: usize = 5;
@@ -54,14 +55,14 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
 /// chunks' sums, if any), and its outputs go to `y[base + j + i·oc]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn channels(
+fn channels<Y: Elem>(
     col: &[u32; COL_WORDS],
     nb: usize,
     w: &[i8],
     ws: usize,
     k: &[(i32, OutRq)],
     init: Option<&[[i32; PIX]]>,
-    y: &mut [i8],
+    y: &mut [u8],
     base: usize,
     oc: usize,
     p: &Conv2dParams,
@@ -69,7 +70,7 @@ fn channels(
     for (j, ((b, rq), wc)) in k.iter().zip(w.chunks(ws.max(1))).enumerate() {
         let mut acc = init.and_then(|i| i.get(j)).copied().unwrap_or([0; PIX]);
         kern::dot5(col, wc, nb, &mut acc);
-        store(y, base + j, oc, PIX, &acc, *b, rq, p);
+        store::<Y>(y, base + j, oc, PIX, &acc, *b, rq, p);
     }
 }
 
@@ -97,11 +98,11 @@ fn channels_part(
 const WBLK: usize = 512;
 
 /// Requantizes the sums of one output channel for up to [`PIX`] pixels and
-/// stores them `oc` bytes apart from `y[base]`.
+/// stores them as elements `base`, `base + oc`, … of `y` (type `Y`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn store(
-    y: &mut [i8],
+fn store<Y: Elem>(
+    y: &mut [u8],
     base: usize,
     oc: usize,
     valid: usize,
@@ -111,31 +112,39 @@ fn store(
     p: &Conv2dParams,
 ) {
     let (zp, lo, hi) = (p.out_zp, p.act_min, p.act_max);
-    if valid == PIX && base + (PIX - 1) * oc < y.len() {
-        if rq.fast && (-128..=hi).contains(&lo) && hi <= 127 {
-            // OutRq::apply's fast arm with the constants in registers; with
-            // −128 ≤ lo ≤ hi ≤ 127, sat8 is the clamp to [lo, hi].
+    // With Y::MIN ≤ lo ≤ hi ≤ Y::MAX, the clamp to [lo, hi] implies the clamp to
+    // the type's range.
+    let end = (base + (PIX - 1) * oc + 1) * Y::BYTES;
+    if valid == PIX && end <= y.len() && Y::MIN <= lo && lo <= hi && hi <= Y::MAX {
+        let put = |y: &mut [u8], i: usize, v: i32| {
+            let e = (base + i * oc) * Y::BYTES;
+            // SAFETY: e + Y::BYTES ≤ end ≤ y.len() (checked above); the u16 store
+            // is unaligned-safe.
+            unsafe {
+                if Y::BYTES == 2 {
+                    y.as_mut_ptr().add(e).cast::<u16>().write_unaligned((v as u16).to_le());
+                } else {
+                    *y.get_unchecked_mut(e) = v as u8;
+                }
+            }
+        };
+        if rq.fast {
+            // OutRq::apply's fast arm with the constants in registers.
             let (kp, m, e1) = (rq.kpos, rq.m as i64, rq.e1);
             for (i, &s) in acc.iter().enumerate() {
                 let a = b.wrapping_add(s);
                 let r = (((a as i64 * m + kp + (a & i32::MIN) as i64) >> 32) as i32) >> e1;
-                let v = zp.wrapping_add(r).max(lo).min(hi) as i8;
-                // SAFETY: base + i·oc ≤ base + (PIX − 1)·oc < y.len() (checked above).
-                unsafe { *y.get_unchecked_mut(base + i * oc) = v };
+                put(y, i, zp.wrapping_add(r).max(lo).min(hi));
             }
             return;
         }
         for (i, &s) in acc.iter().enumerate() {
-            let v = sat8(zp.wrapping_add(rq.apply(b.wrapping_add(s))), lo, hi);
-            // SAFETY: as above.
-            unsafe { *y.get_unchecked_mut(base + i * oc) = v };
+            put(y, i, zp.wrapping_add(rq.apply(b.wrapping_add(s))).max(lo).min(hi));
         }
     } else {
-        let mut yo = y.get_mut(base..).unwrap_or(&mut []).iter_mut().step_by(oc);
-        for &s in acc.iter().take(valid) {
-            if let Some(yv) = yo.next() {
-                *yv = sat8(zp.wrapping_add(rq.apply(b.wrapping_add(s))), lo, hi);
-            }
+        for (i, &s) in acc.iter().enumerate().take(valid) {
+            let v = zp.wrapping_add(rq.apply(b.wrapping_add(s)));
+            Y::put_clamped(y, base + i * oc, v, lo, hi);
         }
     }
 }
@@ -434,6 +443,25 @@ pub fn conv2d_im2col(
     x: &[i8],
     in_shape: [usize; 3],
     y: &mut [i8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) {
+    let y = super::as_u8_mut(y);
+    conv2d_im2col_to::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift);
+}
+
+/// [`conv2d_im2col`] with an int8 or int16 output `Y` (little-endian bytes),
+/// clamped to the activation range and to `Y`'s range (the int8-input CONV2D of
+/// the mixed-precision path).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_im2col_to<Y: Elem>(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [u8],
     [oh, ow, oc]: [usize; 3],
     p: &Conv2dParams,
     w: &[i8],
@@ -517,7 +545,7 @@ pub fn conv2d_im2col(
                     if last {
                         let kb = k.get(..cn).unwrap_or(&[]);
                         let init = (ch > 0).then_some(&*pb);
-                        channels(&col, nb, wall, ws, kb, init, y, q0 * oc + c0, oc, p);
+                        channels::<Y>(&col, nb, wall, ws, kb, init, y, q0 * oc + c0, oc, p);
                     } else {
                         channels_part(&col, nb, wall, ws, pb, ch == 0);
                     }
@@ -540,7 +568,7 @@ pub fn conv2d_im2col(
                         *pj = acc;
                         continue;
                     }
-                    store(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
+                    store::<Y>(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
                 }
             }
             q0 += PIX;
@@ -570,7 +598,7 @@ pub fn conv2d_im2col_wide(
     wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, c0, v| {
         let ys = y.get_mut(q * oc + c0..q * oc + c0 + v.len()).unwrap_or(&mut []);
         for (yv, &r) in ys.iter_mut().zip(v) {
-            *yv = sat8(p.out_zp.wrapping_add(r), p.act_min, p.act_max);
+            *yv = super::sat8(p.out_zp.wrapping_add(r), p.act_min, p.act_max);
         }
     });
 }
