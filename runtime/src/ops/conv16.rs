@@ -27,7 +27,7 @@
 //! those of [`super::hostconv`].
 
 use super::conv2d::Conv2dParams;
-use super::im2col::OutRq;
+use super::im2col::{pack, store, store_block, OutRq};
 use super::le_i32;
 use super::wide::{self, Elem, E16, E8};
 
@@ -173,13 +173,6 @@ fn gather(
     }
 }
 
-/// Requantizes one sum and stores it as element `i` of `y`.
-#[inline(always)]
-fn put<Y: Elem>(y: &mut [u8], i: usize, s: i32, b: i32, rq: &OutRq, p: &Conv2dParams) {
-    let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s)));
-    Y::put_clamped(y, i, v, p.act_min, p.act_max);
-}
-
 /// Per-channel constants of channels `c0..c0 + cn`: bias and requantization.
 fn consts(c0: usize, cn: usize, bias: &[u8], mult: &[u8], shift: &[u8]) -> [(i32, OutRq); BLOCK] {
     let mut k = [(0i32, OutRq::default()); BLOCK];
@@ -253,6 +246,51 @@ fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
     }
 }
 
+/// Pixel `px`'s columns of a window inside the input: `kh` kernel rows of
+/// `groups` groups each, row `r` read from element `base + r·stride` of `x`. One
+/// bounds check for the whole window, then per group two unaligned word loads,
+/// `PKHBT`, `PKHTB` and two stores. Returns false (nothing written) when the
+/// window or its columns would not fit.
+#[inline(always)]
+fn rows_inside(
+    x: &[u8],
+    base: usize,
+    stride: usize,
+    groups: usize,
+    kh: usize,
+    px: usize,
+    col: &mut [u32],
+) -> bool {
+    if kh == 0 || groups == 0 {
+        return true;
+    }
+    let last_in = 2 * (base + (kh - 1) * stride) + 8 * groups;
+    let last_col = 2 * px + (kh * groups - 1) * GW + 2;
+    if last_in > x.len() || last_col > col.len() {
+        return false;
+    }
+    // SAFETY: row r reads bytes 2·(base + r·stride) .. + 8·groups of `x`, at most
+    // `last_in` ≤ x.len(); the writes are words 2·px + g·GW and 2·px + g·GW + 1 for
+    // g < kh·groups of `col`, below `last_col` ≤ col.len() (both checked above).
+    // Reads are unaligned-safe; the writes are to `u32`s.
+    unsafe {
+        let mut d = col.as_mut_ptr().add(2 * px);
+        for r in 0..kh {
+            let mut s = x.as_ptr().add(2 * (base + r * stride));
+            for _ in 0..groups {
+                let a = u32::from_le(s.cast::<u32>().read_unaligned());
+                let b = u32::from_le(s.add(4).cast::<u32>().read_unaligned());
+                let (u, v) = pair(a, b);
+                d.write(u);
+                d.add(1).write(v);
+                s = s.add(8);
+                d = d.add(GW);
+            }
+        }
+    }
+    true
+}
+
 /// Zeroes pixel `px`'s words of the first `groups` groups of `col`.
 #[inline(always)]
 fn zero_groups(col: &mut [u32], groups: usize, px: usize) {
@@ -279,6 +317,9 @@ fn columns_direct(
     let (row, g_ic) = (p.kw * ic, ic / 4);
     if inside(o, in_shape, p) {
         let base = (o.0 as usize * wd + o.1 as usize) * ic;
+        if rows_inside(x, base, wd * ic, row / 4, p.kh, px, col) {
+            return;
+        }
         for r in 0..p.kh {
             let off = 2 * (base + r * wd * ic);
             let src = x.get(off..off + 2 * row).unwrap_or(&[]);
@@ -299,46 +340,6 @@ fn columns_direct(
                 zero_groups(dst, g_ic, px);
             }
         }
-    }
-}
-
-/// Requantizes five sums of channel `o` and stores them `oc` elements apart from
-/// element `i0` of `y`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn store5<Y: Elem>(
-    y: &mut [u8],
-    i0: usize,
-    oc: usize,
-    valid: usize,
-    acc: &[i32; PIX],
-    b: i32,
-    rq: &OutRq,
-    p: &Conv2dParams,
-) {
-    let last = i0 + (PIX - 1) * oc;
-    let (lo, hi) = (p.act_min, p.act_max);
-    // With Y::MIN ≤ lo ≤ hi ≤ Y::MAX (as the loader checks), the clamp to the
-    // type's range is implied by the clamp to [lo, hi].
-    if valid == PIX && (last + 1) * Y::BYTES <= y.len() && Y::MIN <= lo && hi <= Y::MAX {
-        let base = y.as_mut_ptr();
-        for (i, &s) in acc.iter().enumerate() {
-            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(s))).max(lo).min(hi);
-            let e = (i0 + i * oc) * Y::BYTES;
-            // SAFETY: e + Y::BYTES ≤ (last + 1)·Y::BYTES ≤ y.len() (checked above);
-            // the u16 store is unaligned-safe.
-            unsafe {
-                if Y::BYTES == 2 {
-                    base.add(e).cast::<u16>().write_unaligned((v as u16).to_le());
-                } else {
-                    base.add(e).write(v as u8);
-                }
-            }
-        }
-        return;
-    }
-    for (i, &s) in acc.iter().enumerate().take(valid) {
-        put::<Y>(y, i0 + i * oc, s, b, rq, p);
     }
 }
 
@@ -408,6 +409,9 @@ fn conv_cols<Y: Elem>(
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
         let k = consts(c0, cn, bias, mult, shift);
+        let mut kpb = [[0i32; 5]; BLOCK];
+        let fast = pack(k.get(..cn).unwrap_or(&[]), kpb.get_mut(..cn).unwrap_or(&mut []));
+        let kp = if fast { kpb.get(..cn).unwrap_or(&[]) } else { &[] };
         let padw = chunks == 1 && ksp != ksz && ksp <= KC && cn * ksp <= WBLK;
         if padw {
             for (j, d) in wblk.chunks_exact_mut(ksp).take(cn).enumerate() {
@@ -449,9 +453,8 @@ fn conv_cols<Y: Elem>(
                     let pb = part.get_mut(..cn).unwrap_or(&mut []);
                     pb.iter_mut().for_each(|a| *a = [0; PIX]);
                     kern::dot_channels(&col, wall, ksp / 4, pb);
-                    for (j, (acc, (b, rq))) in pb.iter().zip(&k).enumerate() {
-                        store5::<Y>(y, q0 * oc + c0 + j, oc, valid, acc, *b, rq, p);
-                    }
+                    let kb = k.get(..cn).unwrap_or(&[]);
+                    store_block::<Y>(y, q0 * oc + c0, oc, valid, pb, kb, kp, p);
                     continue;
                 }
                 let last = ch + 1 == chunks;
@@ -469,7 +472,7 @@ fn conv_cols<Y: Elem>(
                         *pj = acc;
                         continue;
                     }
-                    store5::<Y>(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
+                    store::<Y>(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
                 }
             }
             q0 += PIX;

@@ -50,30 +50,6 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
-/// The last chunk of the window for five valid pixels: channel `j` of `k` runs
-/// its weights `w[j·ws ..]` against the columns, added to `init[j]` (the earlier
-/// chunks' sums, if any), and its outputs go to `y[base + j + i·oc]`.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn channels<Y: Elem>(
-    col: &[u32; COL_WORDS],
-    nb: usize,
-    w: &[i8],
-    ws: usize,
-    k: &[(i32, OutRq)],
-    init: Option<&[[i32; PIX]]>,
-    y: &mut [u8],
-    base: usize,
-    oc: usize,
-    p: &Conv2dParams,
-) {
-    for (j, ((b, rq), wc)) in k.iter().zip(w.chunks(ws.max(1))).enumerate() {
-        let mut acc = init.and_then(|i| i.get(j)).copied().unwrap_or([0; PIX]);
-        kern::dot5(col, wc, nb, &mut acc);
-        store::<Y>(y, base + j, oc, PIX, &acc, *b, rq, p);
-    }
-}
-
 /// A chunk before the last: channel `j`'s sums go to (`first`) or are added to
 /// `part[j]`.
 #[inline(never)]
@@ -101,7 +77,7 @@ const WBLK: usize = 512;
 /// stores them as elements `base`, `base + oc`, … of `y` (type `Y`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn store<Y: Elem>(
+pub(super) fn store<Y: Elem>(
     y: &mut [u8],
     base: usize,
     oc: usize,
@@ -129,12 +105,17 @@ fn store<Y: Elem>(
             }
         };
         if rq.fast {
-            // OutRq::apply's fast arm with the constants in registers.
-            let (kp, m, e1) = (rq.kpos, rq.m as i64, rq.e1);
-            for (i, &s) in acc.iter().enumerate() {
-                let a = b.wrapping_add(s);
-                let r = (((a as i64 * m + kp + (a & i32::MIN) as i64) >> 32) as i32) >> e1;
-                put(y, i, zp.wrapping_add(r).max(lo).min(hi));
+            // OutRq::apply's fast arm with the constants in registers; the clamp
+            // is a saturation when the range is the type's.
+            let f = FastRq::new(rq);
+            if lo == Y::MIN && hi == Y::MAX {
+                for (i, &s) in acc.iter().enumerate() {
+                    put(y, i, zp.wrapping_add(f.apply(b.wrapping_add(s))).clamp(Y::MIN, Y::MAX));
+                }
+            } else {
+                for (i, &s) in acc.iter().enumerate() {
+                    put(y, i, zp.wrapping_add(f.apply(b.wrapping_add(s))).max(lo).min(hi));
+                }
             }
             return;
         }
@@ -266,6 +247,193 @@ impl OutRq {
         } else {
             mbqm(acc, self.mult, self.shift)
         }
+    }
+}
+
+/// The fast-arm constants of one channel, packed for the block store: bias, `m`,
+/// the low and high words of `kpos`, `e1`.
+pub(super) type Packed = [i32; 5];
+
+/// Packs `k` into `out` when every channel is on the fast arm; false (and `out`
+/// unusable) otherwise.
+#[inline]
+pub(super) fn pack(k: &[(i32, OutRq)], out: &mut [Packed]) -> bool {
+    for (o, (b, rq)) in out.iter_mut().zip(k) {
+        if !rq.fast {
+            return false;
+        }
+        *o = [*b, rq.m, rq.kpos as u32 as i32, (rq.kpos >> 32) as i32, rq.e1 as i32];
+    }
+    out.len() >= k.len()
+}
+
+/// [`store`] for a block of channels: `part[j]` are the sums of channel
+/// `base + j` (constants `k[j]`, and `packed[j]` when [`pack`] succeeded, else
+/// `packed` is empty) for up to [`PIX`] pixels `oc` elements apart. A function of
+/// its own, so that the constants and sums live in registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn store_block<Y: Elem>(
+    y: &mut [u8],
+    base: usize,
+    oc: usize,
+    valid: usize,
+    part: &[[i32; PIX]],
+    k: &[(i32, OutRq)],
+    packed: &[Packed],
+    p: &Conv2dParams,
+) {
+    let (zp, lo, hi) = (p.out_zp, p.act_min, p.act_max);
+    let cn = part.len().min(k.len());
+    let end = (base + (PIX - 1) * oc + cn) * Y::BYTES;
+    let full = lo == Y::MIN && hi == Y::MAX;
+    if cn == 0 || valid != PIX || end > y.len() || !full || packed.len() < cn {
+        for (j, (acc, (b, rq))) in part.iter().zip(k).enumerate() {
+            store::<Y>(y, base + j, oc, valid, acc, *b, rq, p);
+        }
+        return;
+    }
+    // The common case: every channel on the fast arm, the activation range the
+    // type's (a saturation), the whole block in bounds; pixel by pixel, the
+    // block's channels are contiguous in `y`.
+    for i in 0..PIX {
+        let (yo, pi) = ((base + i * oc) * Y::BYTES, part.as_ptr().cast::<i32>());
+        // SAFETY: the row writes cn elements of Y from byte yo, ending at or
+        // before `end` ≤ y.len() (checked above); part has cn ≥ 1 entries of PIX
+        // words (entry j, word i read, i < PIX) and packed at least cn entries.
+        unsafe { fast_row::<Y>(y.as_mut_ptr().add(yo), pi.add(i), packed.as_ptr(), cn, zp) };
+    }
+}
+
+/// One pixel's outputs of a block: for `j < n`, element `j` of `y` (type `Y`) is
+/// `sat(zp + fast(k[j].b + s[5·j]))`.
+///
+/// # Safety
+/// `y` must be valid for `n` elements of `Y`, `s` for reads of words `5·j`
+/// (`j < n`), `k` for `n` entries; `n ≥ 1`.
+#[cfg(not(ddpm_dsp))]
+#[inline(always)]
+unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize, zp: i32) {
+    for j in 0..n {
+        // SAFETY: j < n (the caller's contract).
+        let ([b, m, klo, khi, e1], sum) = unsafe { (*k.add(j), *s.add(PIX * j)) };
+        let f = FastRq { klo: klo as u32, khi, m, e1: e1 as u32 };
+        let v = zp.wrapping_add(f.apply(b.wrapping_add(sum))).clamp(Y::MIN, Y::MAX);
+        // SAFETY: as above; the u16 store is unaligned-safe.
+        unsafe {
+            if Y::BYTES == 2 {
+                y.add(2 * j).cast::<u16>().write_unaligned((v as u16).to_le());
+            } else {
+                y.add(j).write(v as u8);
+            }
+        }
+    }
+}
+
+/// As the portable `fast_row`, on Armv7E-M: per channel one `LDM` of its
+/// constants, the two `SMLAL`s of [`FastRq::apply`], `SSAT` and a post-indexed
+/// store (12 instructions per output).
+///
+/// # Safety
+/// As the portable one.
+#[cfg(ddpm_dsp)]
+#[inline(always)]
+unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize, zp: i32) {
+    macro_rules! row {
+        ($sat:literal, $st:literal) => {
+            // SAFETY: the loop runs n ≥ 1 times, reading 5 words of k, one word of
+            // s (stride 5 words) and writing one element of y per iteration (the
+            // caller's contract). r8-r12 are clobbered; flags are not relied on
+            // outside the block.
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldm {k}!, {{r8-r12}}",
+                    "ldr {t}, [{s}], #20",
+                    "add {t}, {t}, r8",
+                    "smlal r10, r11, {t}, r9",
+                    "lsr {t}, {t}, #31",
+                    "smlal r10, r11, {t}, {min}",
+                    "asr r11, r11, r12",
+                    "add r11, r11, {zp}",
+                    $sat,
+                    $st,
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    k = inout(reg) k => _,
+                    s = inout(reg) s => _,
+                    y = inout(reg) y => _,
+                    n = inout(reg) n => _,
+                    t = out(reg) _,
+                    min = in(reg) i32::MIN,
+                    zp = in(reg) zp,
+                    out("r8") _,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r11") _,
+                    out("r12") _,
+                    options(nostack),
+                )
+            }
+        };
+    }
+    if Y::BYTES == 2 {
+        row!("ssat r11, #16, r11", "strh r11, [{y}], #2");
+    } else {
+        row!("ssat r11, #8, r11", "strb r11, [{y}], #1");
+    }
+}
+
+/// [`OutRq`]'s fast arm with the 64-bit constant split into words (for
+/// `OutRq::fast` parameters only).
+#[derive(Clone, Copy, Debug)]
+struct FastRq {
+    klo: u32,
+    khi: i32,
+    m: i32,
+    e1: u32,
+}
+
+impl FastRq {
+    #[inline(always)]
+    fn new(rq: &OutRq) -> Self {
+        FastRq { klo: rq.kpos as u32, khi: (rq.kpos >> 32) as i32, m: rq.m, e1: rq.e1 }
+    }
+
+    /// `(((a·m + kpos + (a & i32::MIN)) >> 32) as i32) >> e1`.
+    #[cfg(not(ddpm_dsp))]
+    #[inline(always)]
+    fn apply(&self, a: i32) -> i32 {
+        let k = (((self.khi as i64) << 32) | self.klo as i64) + (a & i32::MIN) as i64;
+        (((a as i64 * self.m as i64 + k) >> 32) as i32) >> self.e1
+    }
+
+    /// As the portable one: `SMLAL` of `a·m` into `kpos`, a second `SMLAL` adds
+    /// `(a >>> 31)·i32::MIN` (`−2^31` for negative `a`), then the high word
+    /// shifted right by `e1`.
+    #[cfg(ddpm_dsp)]
+    #[inline(always)]
+    fn apply(&self, a: i32) -> i32 {
+        let (mut lo, mut hi) = (self.klo, self.khi);
+        // SAFETY: register-only Armv7E-M arithmetic; no memory, stack or flags.
+        unsafe {
+            core::arch::asm!(
+                "smlal {lo}, {hi}, {a}, {m}",
+                "lsr {t}, {a}, #31",
+                "smlal {lo}, {hi}, {t}, {min}",
+                "asr {hi}, {hi}, {e}",
+                lo = inout(reg) lo,
+                hi = inout(reg) hi,
+                a = in(reg) a,
+                m = in(reg) self.m,
+                t = out(reg) _,
+                min = in(reg) i32::MIN,
+                e = in(reg) self.e1,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+        let _ = lo;
+        hi
     }
 }
 
@@ -495,6 +663,9 @@ pub fn conv2d_im2col_to<Y: Elem>(
             let b = le_i32(bias, o).wrapping_sub(zp.wrapping_mul(sw));
             *kj = (b, OutRq::new(le_i32(mult, o), le_i32(shift, o)));
         }
+        let mut kpb = [[0i32; 5]; BLOCK];
+        let fast = pack(k.get(..cn).unwrap_or(&[]), kpb.get_mut(..cn).unwrap_or(&mut []));
+        let kp = if fast { kpb.get(..cn).unwrap_or(&[]) } else { &[] };
         // Small windows that are not a multiple of KB: the block's weights padded once.
         let blk = chunks == 1 && ksp != ksz && cn * ksp <= WBLK;
         if blk {
@@ -542,12 +713,10 @@ pub fn conv2d_im2col_to<Y: Elem>(
                         (ksz, w.get(c0 * ksz + k0..(c0 + cn) * ksz).unwrap_or(&[]))
                     };
                     let pb = part.get_mut(..cn).unwrap_or(&mut []);
+                    channels_part(&col, nb, wall, ws, pb, ch == 0);
                     if last {
                         let kb = k.get(..cn).unwrap_or(&[]);
-                        let init = (ch > 0).then_some(&*pb);
-                        channels::<Y>(&col, nb, wall, ws, kb, init, y, q0 * oc + c0, oc, p);
-                    } else {
-                        channels_part(&col, nb, wall, ws, pb, ch == 0);
+                        store_block::<Y>(y, q0 * oc + c0, oc, PIX, pb, kb, kp, p);
                     }
                     continue;
                 }
