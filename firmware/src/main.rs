@@ -221,7 +221,7 @@ fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
 }
 
 /// Ops listed in the per-op table.
-const TOP_OPS: usize = 256;
+const TOP_OPS: usize = 24;
 
 /// The [`TOP_OPS`] most expensive ops: index, opcode, input element type, output
 /// shape, kernel, MACs, clock units per step, share and units per MAC.
