@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and running ddpm-edge needs on a Debian machine
-# with rustup: the cross targets, QEMU, the aarch64 linker and defmt-print.
+# with rustup: the cross targets, QEMU, the aarch64 linker, defmt-print, and for
+# the fuzz smoke a nightly toolchain and cargo-fuzz.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 
@@ -24,3 +25,5 @@ if ((${#need_apt[@]})); then
 fi
 
 command -v defmt-print >/dev/null || cargo install defmt-print --locked --quiet
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
