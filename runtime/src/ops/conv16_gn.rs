@@ -131,6 +131,128 @@ struct Chan {
     sb: i64,
     rq: Rq,
     bias: i32,
+    /// The group's [`FixZ`] (when `fix`).
+    fz: FixZ,
+    fix: bool,
+}
+
+/// The second pass of [`pixel_major`] on 32-bit targets when every group has
+/// its [`FixZ`] and every channel's requantization is a right shift: channel by
+/// channel (the constants stay in registers), over the pixels with stride `c`,
+/// z from the certified line (the exact formula when it is unsure), then the
+/// same requantization, bias and saturation as the pixel-major loop. Returns
+/// `false`, having written nothing, when the tensors are shorter than
+/// `pixels·c` elements.
+#[inline(never)]
+fn channel_major_fix<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    ch: &[Chan],
+    in_zp: i32,
+    out_zp: i32,
+) -> bool {
+    let pixels = X::count(x) / c.max(1);
+    if c == 0 || ch.len() > c || pixels * c > Y::count(y) {
+        return false;
+    }
+    let (xs, ys) = (c * X::BYTES, c * Y::BYTES);
+    for (k, e) in ch.iter().enumerate() {
+        let (m, sh, mask) = e.rq.parts();
+        let thr = mask >> 1;
+        let (f, b) = (e.fz, e.bias);
+        let (mut xp, mut yp) = (x.as_ptr(), y.as_mut_ptr());
+        // SAFETY: element k of pixel px is at byte px·xs + k·X::BYTES of x, below
+        // pixels·c·X::BYTES ≤ x.len() (pixels = ⌊x.len() / (c·X::BYTES)⌋, k < c),
+        // and likewise in y (pixels·c ≤ Y::count(y), checked above); the
+        // pointers stay within or one past the slices; reads and writes are
+        // unaligned-safe.
+        unsafe {
+            xp = xp.add(k * X::BYTES);
+            yp = yp.add(k * Y::BYTES);
+            for px in 0..pixels {
+                let v = if X::BYTES == 2 {
+                    i16::from_le(xp.cast::<i16>().read_unaligned()) as i32
+                } else {
+                    *xp as i8 as i32
+                };
+                let z = match f.z(v - in_zp) {
+                    Some(z) => z,
+                    None => exact_z(e, v - in_zp),
+                };
+                let w = ((z as i64 * m as i64 + (1i64 << 30)) >> 31) as i32;
+                let r = (w >> sh) + ((w & mask) > thr + (w < 0) as i32) as i32;
+                let o = out_zp.saturating_add(r).saturating_add(b).clamp(Y::MIN, Y::MAX);
+                if Y::BYTES == 2 {
+                    yp.cast::<u16>().write_unaligned((o as u16).to_le());
+                } else {
+                    *yp = o as u8;
+                }
+                if px + 1 < pixels {
+                    xp = xp.add(xs);
+                    yp = yp.add(ys);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// z of one element `v` (already less the zero point), exactly: ZLine's 64-bit
+/// form with branch-free rounding, clamped to i32.
+#[inline(always)]
+fn exact_z(e: &Chan, v: i32) -> i32 {
+    let v = v as i64;
+    let t = e.b0 + v * e.sb;
+    let a = e.a0 + v * e.sa + (t >> 46);
+    let b = t & MASK;
+    let up = (b > HALF) as i64 | ((b == HALF) as i64 & (a >= 0) as i64);
+    (a + up).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// Bound, in units of 2^−32, on the error of [`FixZ::z`]'s `Y` (twice the
+/// worst case: ½ from rounding `P`, ½·|v| ≤ ½·32,896 from rounding `S`).
+const FIX_E: u32 = 32_896;
+
+/// z through one 64-bit multiply-add, certified exact (for 32-bit targets, where
+/// [`ZLine::z`]'s 64×64-bit products cost a dozen instructions).
+///
+/// `Y = P + v·S` with `P = round(P0/2^14) + 2^31` and `S = round(step/2^14)` is
+/// `2^32·(y + ½)` for `y = (P0 + v·step)/2^46` up to an error below [`FIX_E`]
+/// (`S = S_hi·2^32 + S_lo` with `S_lo` a signed word: `SMLAL` and `MLA` on
+/// Armv7-M). When the low word of `Y` lies strictly between `FIX_E` and
+/// `2^32 − FIX_E`, `y + ½` lies strictly between the high word `h` and `h + 1`:
+/// `y` is no tie and rounds to `h` under round-half-away too. The line is only
+/// used when `|P0| + 32,896·step < 2^76` (`|y| < 2^30`: no clamp, no overflow).
+#[derive(Clone, Copy, Default)]
+struct FixZ {
+    p: i64,
+    slo: i32,
+    shi: i32,
+}
+
+impl FixZ {
+    fn new(l: &ZLine) -> Option<FixZ> {
+        if l.step < 0 || l.p0.unsigned_abs() + (32_896 * l.step) as u128 >= 1u128 << 76 {
+            return None;
+        }
+        let p = (((l.p0 + (1 << 13)) >> 14) + (1 << 31)) as i64;
+        let s = ((l.step + (1 << 13)) >> 14) as i64;
+        let slo = s as i32;
+        Some(FixZ { p, slo, shi: ((s - slo as i64) >> 32) as i32 })
+    }
+
+    /// `round_half_away(y)` for `v` (|v| ≤ 32,896), or `None` when `Y` is too
+    /// close to a boundary to be sure.
+    #[inline(always)]
+    fn z(&self, v: i32) -> Option<i32> {
+        let y = self
+            .p
+            .wrapping_add(v as i64 * self.slo as i64)
+            .wrapping_add((v.wrapping_mul(self.shi) as i64) << 32);
+        let lo = y as u32;
+        (lo.wrapping_sub(FIX_E + 1) < u32::MAX - 2 * FIX_E).then_some((y >> 32) as i32)
+    }
 }
 
 /// [`group_norm`] in two passes over contiguous pixels (per-channel sums, then
@@ -248,6 +370,7 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         if let Some(l) = lines.get_mut(g) {
             *l = line;
         }
+        let fz = FixZ::new(&line);
         for (j, e) in cs.iter_mut().enumerate() {
             let k = g * cg + j;
             *e = Chan {
@@ -257,21 +380,16 @@ fn pixel_major_body<X: Elem, Y: Elem>(
                 sb: line.sb,
                 rq: Rq::new(le_i32(mult, k), le_i32(shift, k)),
                 bias: le_i32(bias, k),
+                fz: fz.unwrap_or_default(),
+                fix: fz.is_some(),
             };
         }
     }
     let ch = ch.get(..groups * cg).unwrap_or(&[]);
     let general = ch.iter().any(|e| e.rq.is_general());
-    // z of one element, exactly: `round_half_away((P0 + v·step) / 2^46)` clamped to
-    // i32, with the 64-bit form of `ZLine::z` and branch-free rounding.
-    let exact = |e: &Chan, v: i32| {
-        let v = (v - in_zp) as i64;
-        let t = e.b0 + v * e.sb;
-        let a = e.a0 + v * e.sa + (t >> 46);
-        let b = t & MASK;
-        let up = (b > HALF) as i64 | ((b == HALF) as i64 & (a >= 0) as i64);
-        (a + up).clamp(i32::MIN as i64, i32::MAX as i64) as i32
-    };
+    if !cfg!(ddpm_wide) && !general && ch.iter().all(|e| e.fix) {
+        return channel_major_fix::<X, Y>(x, c, y, ch, in_zp, out_zp);
+    }
     #[cfg(ddpm_wide)]
     let fz = FloatZ::new(lines.get(..groups).unwrap_or(&[]), cg);
     let mut zb = [0i32; PM_CHANNELS];
@@ -296,7 +414,11 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         let certain = false;
         if !certain {
             for ((z, e), v) in zs.iter_mut().zip(ch).zip(X::iter(px)) {
-                *z = exact(e, v);
+                // 32-bit targets: the certified 64-bit line first.
+                *z = match (cfg!(ddpm_wide) || !e.fix, e.fz.z(v - in_zp)) {
+                    (false, Some(z)) => z,
+                    _ => exact_z(e, v - in_zp),
+                };
             }
         }
         if general {
@@ -422,6 +544,56 @@ mod tests {
             }
         }
         assert!(paths[0] > 200 && paths[1] > 200, "{paths:?}");
+    }
+
+    /// FixZ gives ZLine's exact z whenever it claims certainty (ties included:
+    /// it must give up on them), and is certain for nearly every element of lines
+    /// like a real group's.
+    #[test]
+    fn fix_z_is_exact_when_certain() {
+        let mut r = Rng(0xf1c5);
+        let (mut certain, mut unsure, mut lines) = (0u32, 0u32, 0u32);
+        for case in 0..3000 {
+            let step = (r.next() as i128 & ((1 << 40) - 1)) << (r.next() % 24);
+            let mean = r.range(-40000, 40000) as i128;
+            let p0 = match case % 4 {
+                // Exact half-integers at some v.
+                0 => {
+                    let step = step - step % (1 << 46);
+                    -mean * step + (1 << 45)
+                }
+                1 => -mean * step - (r.next() as i128 & ((1 << 46) - 1)),
+                _ => -mean * step + (r.next() as i128 & ((1 << 46) - 1)),
+            };
+            let step = if case % 4 == 0 { step - step % (1 << 46) } else { step };
+            let l = ZLine::new(p0, step);
+            let Some(f) = FixZ::new(&l) else { continue };
+            lines += 1;
+            for i in 0..64 {
+                let v = match i {
+                    0 => -32768 - 128,
+                    1 => 32767 + 128,
+                    2 => 0,
+                    3 => mean.clamp(-32896, 32895) as i32,
+                    _ => r.range(-32768 - 128, 32767 + 128) as i32,
+                };
+                let num = p0 + v as i128 * step;
+                let half = 1i128 << 45;
+                let want = if num >= 0 { (num + half) >> 46 } else { -((-num + half) >> 46) };
+                match f.z(v) {
+                    Some(z) => {
+                        assert_eq!(z as i128, want, "case {case} v {v}");
+                        assert!(case % 4 != 0, "case {case} v {v}: a tie called certain");
+                        certain += 1;
+                    }
+                    None if case % 4 != 0 => unsure += 1,
+                    None => {}
+                }
+            }
+        }
+        assert!(lines > 1000, "{lines} lines");
+        // Off the ties, unsure about one element in 2^32 / (2·FIX_E) ≈ 65,000.
+        assert!(unsure * 1000 < certain, "certain {certain}, unsure {unsure}");
     }
 
     /// The f64 path gives ZLine's exact z whenever it claims certainty, and gives
