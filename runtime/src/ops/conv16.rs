@@ -434,6 +434,15 @@ fn conv_cols<Y: Elem>(
                     let Some(o) = origin(q0 + px, npix, ow, p) else { break };
                     if direct {
                         columns_direct(x, in_shape, p, o, px, &mut col);
+                    } else if chunks == 1 && inside(o, in_shape, p) {
+                        // A one-chunk window inside the input: one run per kernel row.
+                        let [_, wd, ic] = in_shape;
+                        let (row, base) = (p.kw * ic, (o.0 as usize * wd + o.1 as usize) * ic);
+                        for (r, d) in raw.chunks_exact_mut(row.max(1)).take(p.kh).enumerate() {
+                            copy16(x, base + r * wd * ic, d);
+                        }
+                        raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
+                        columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
                     } else {
                         gather(x, in_shape, p, Some(o), k0, len, &mut raw);
                         raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);

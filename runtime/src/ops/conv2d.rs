@@ -111,7 +111,7 @@ pub fn conv2d_direct(
         let mut k = [[0i32; 4]; BLOCK];
         for (j, kj) in k.iter_mut().enumerate().take(cn) {
             let o = c0 + j;
-            let sw = wch(o).iter().map(|&v| v as i32).sum();
+            let sw = super::im2col::sum_weights(wch(o));
             *kj = [le_i32(bias, o), sw, le_i32(mult, o), le_i32(shift, o)];
         }
         let mut out = y.chunks_exact_mut(oc);

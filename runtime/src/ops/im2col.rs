@@ -250,6 +250,12 @@ impl OutRq {
     }
 }
 
+/// `Σ w` (Armv7E-M: `USADA8`, four weights per instruction).
+#[inline]
+pub fn sum_weights(w: &[i8]) -> i32 {
+    kern::sum_i8(w)
+}
+
 /// The fast-arm constants of one channel, packed for the block store: bias, `m`,
 /// the low and high words of `kpos`, `e1`.
 pub(super) type Packed = [i32; 5];
