@@ -19,6 +19,8 @@ use embedded_hal::delay::DelayNs;
 mod board;
 mod probe;
 mod report;
+#[cfg(feature = "selfcheck")]
+mod selfcheck;
 mod stack;
 
 use probe::{class, Probe, CLASSES, MAX_OPS};
@@ -56,6 +58,12 @@ fn main() -> ! {
     let board = board::Board::init(cortex_m::Peripherals::take().unwrap());
     // SAFETY: see above; nothing else names ARENA.
     let arena: &mut [u8] = unsafe { &mut (*core::ptr::addr_of_mut!(ARENA)).0 };
+    #[cfg(feature = "selfcheck")]
+    let code = {
+        let _ = (board, arena);
+        check_kernels()
+    };
+    #[cfg(not(feature = "selfcheck"))]
     let code = match run(board, arena) {
         Ok(()) => 0,
         Err(Failed) => 1,
@@ -63,6 +71,28 @@ fn main() -> ! {
     semihosting::process::exit(code)
 }
 
+/// The kernel self-check (feature `selfcheck`): exit status 0 when every case
+/// matched.
+#[cfg(feature = "selfcheck")]
+fn check_kernels() -> i32 {
+    defmt::info!("kernel self-check {=str} target={=str}", board::BOARD_TAG, config::TARGET);
+    // Called once: its buffers live in static RAM, whatever the artifact's arena.
+    let Some(buf) = cortex_m::singleton!(: [u8; selfcheck::NEED] = [0; selfcheck::NEED]) else {
+        return 1;
+    };
+    match selfcheck::run(buf, 600, 0x5e1f_c4ec) {
+        Ok(n) => {
+            defmt::println!("SELFCHECK ok {=u32} cases", n);
+            0
+        }
+        Err(m) => {
+            defmt::println!("SELFCHECK FAIL {=str} case {=u32}", m.kernel, m.case);
+            1
+        }
+    }
+}
+
+#[cfg_attr(feature = "selfcheck", allow(dead_code))]
 fn run(board: board::Board, arena: &mut [u8]) -> Result<(), Failed> {
     let board::Board { mut step_pin, mut delay, clock } = board;
 

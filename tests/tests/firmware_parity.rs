@@ -184,6 +184,48 @@ fn parity(artifact: &Path) {
     assert_eq!(checked, TARGETS.len() * SEEDS.len());
 }
 
+/// The firmware's kernel self-check (`--features selfcheck`) on thumbv7em (the
+/// `SMLAD` conv kernels, the block requantization and the group-norm assembly
+/// loops) and thumbv6m code: every kernel the target picks equals the portable
+/// one on 600 random draws (shapes that do not fit its buffers are skipped).
+#[test]
+fn firmware_kernels_match_portable_kernels_in_qemu() {
+    require_tool("qemu-system-arm", "--version", "apt-get install qemu-system-arm");
+    require_tool("defmt-print", "--version", "cargo install defmt-print --locked");
+    let dir = firmware_target_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("synthetic-selfcheck.ddq");
+    std::fs::write(&path, synthetic::artifact()).unwrap();
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    for target in TARGETS {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo().join("firmware"))
+            .args(["run", "--release", "--features", "selfcheck", "--target", target])
+            .env("CARGO_TARGET_DIR", firmware_target_dir())
+            .env("DDPM_ARTIFACT", &path)
+            .output()
+            .expect("spawn cargo");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find(|l| l.starts_with("SELFCHECK"));
+        assert!(
+            out.status.success(),
+            "{target}: self-check failed ({}): {line:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n: u32 = line
+            .and_then(|l| l.strip_prefix("SELFCHECK ok "))
+            .and_then(|l| l.strip_suffix(" cases"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{target}: no SELFCHECK ok line:\n{stdout}"));
+        // Most draws fit (about 570 of 600): a check that ran only a few would
+        // prove little.
+        assert!(n >= 400, "{target}: only {n} cases checked");
+        eprintln!("{target}: SELFCHECK ok {n} cases");
+    }
+}
+
 #[test]
 fn firmware_matches_host_on_synthetic_network() {
     let dir = firmware_target_dir();
