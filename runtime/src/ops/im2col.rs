@@ -21,8 +21,8 @@
 //! DSP loop stops on it.
 //!
 //! Stack: `4·GW·KC/16 + 4·GW` bytes of columns (2.9 KiB), two [`KC`]-byte buffers
-//! (raw window, padded weights) and the per-channel block constants and partial
-//! sums (1.9 KiB).
+//! (raw window, padded weights) and the constants and partial sums of a block of
+//! 64 output channels (5 KiB: a 64-channel layer gathers its windows once).
 
 use super::conv2d::Conv2dParams;
 use super::wide::{Elem, E8};
@@ -40,8 +40,9 @@ pub const GW: usize = 2 * PIX;
 pub const SENTINEL: u32 = 0x8000_8000;
 /// Words of the column buffer: `KC/4` groups plus the sentinel group.
 const COL_WORDS: usize = KC / 4 * GW + GW;
-/// Output channels per block (their constants and partial sums live on the stack).
-const BLOCK: usize = 32;
+/// Output channels per block (their constants and partial sums live on the stack;
+/// the windows are gathered once per block).
+const BLOCK: usize = 64;
 
 /// Whether [`conv2d_im2col`] handles this convolution: at least 2 output pixels
 /// and an int8 input zero point.
