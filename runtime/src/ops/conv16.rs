@@ -66,6 +66,17 @@ pub fn conv2d_i16(
     let _ = scratch;
     let fast = p.in_zp == 0 && p.kh * p.kw * in_shape[2] <= 2 * KC;
     #[cfg(ddpm_dsp)]
+    if fast && out_shape[2] == 1 {
+        let done = if y_int16 {
+            one::conv::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        } else {
+            one::conv::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        };
+        if done {
+            return;
+        }
+    }
+    #[cfg(ddpm_dsp)]
     if fast {
         return if y_int16 {
             conv_cols::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
@@ -668,6 +679,132 @@ mod dsp {
             )
         };
         *acc = [a0, a1, a2, a3, a4];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Armv7E-M, one output channel (the UNet's last conv, to the image channels):
+// no columns, whose gather would serve a single channel.
+
+#[cfg(ddpm_dsp)]
+mod one {
+    use super::{inside, origin, Conv2dParams, Elem, OutRq, KC};
+    use crate::ops::le_i32;
+    use core::arch::asm;
+
+    /// The convolution for `oc = 1`, `ic % 8 == 0`, a 4-aligned input and
+    /// `kh·kw·ic ≤ 2·KC`: the channel's weights widened once into halfword pairs
+    /// in input order, then per output pixel and kernel row one `SMLAD` per pair
+    /// of input values (`LDM` of four input and four weight words) over the taps
+    /// inside the input. `false` (nothing written) for other shapes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv<Y: Elem>(
+        x: &[u8],
+        in_shape: [usize; 3],
+        y: &mut [u8],
+        [oh, ow, oc]: [usize; 3],
+        p: &Conv2dParams,
+        w: &[i8],
+        bias: &[u8],
+        mult: &[u8],
+        shift: &[u8],
+    ) -> bool {
+        let [h, wd, ic] = in_shape;
+        let ksz = p.kh * p.kw * ic;
+        let npix = oh * ow;
+        if oc != 1 || ic % 8 != 0 || ksz == 0 || ksz > 2 * KC || x.as_ptr() as usize % 4 != 0 {
+            return false;
+        }
+        if x.len() < 2 * h * wd * ic || y.len() < npix * Y::BYTES || w.len() < ksz {
+            return false;
+        }
+        // Weights as (w[2j], w[2j + 1]) halfword pairs.
+        let mut wp = [0u32; KC];
+        for (d, pr) in wp.iter_mut().zip(w.chunks_exact(2)) {
+            if let &[a, b] = pr {
+                *d = (a as i16 as u16 as u32) | ((b as i16 as u16 as u32) << 16);
+            }
+        }
+        let (b, rq) = (le_i32(bias, 0), OutRq::new(le_i32(mult, 0), le_i32(shift, 0)));
+        let row_words = p.kw * ic / 2;
+        for q in 0..npix {
+            let Some((iy0, ix0)) = origin(q, npix, ow, p) else { break };
+            let (kx_lo, kx_hi) = if inside((iy0, ix0), in_shape, p) {
+                (0, p.kw)
+            } else {
+                let lo = (-ix0).clamp(0, p.kw as isize) as usize;
+                (lo, (wd as isize - ix0).clamp(lo as isize, p.kw as isize) as usize)
+            };
+            let n = (kx_hi - kx_lo) * ic / 2;
+            let mut acc = 0i32;
+            for ky in 0..p.kh {
+                let iy = iy0 + ky as isize;
+                if n == 0 || iy < 0 || iy as usize >= h {
+                    continue;
+                }
+                let xo = 2 * ((iy as usize * wd) as isize + ix0 + kx_lo as isize) as usize * ic;
+                let wo = ky * row_words + kx_lo * ic / 2;
+                // In bounds: taps kx_lo..kx_hi of row iy are inside the input, and
+                // weight words wo..wo + n lie in row ky.
+                if let (Some(xs), Some(ws)) = (x.get(xo..xo + 4 * n), wp.get(wo..wo + n)) {
+                    acc = dot_pairs(xs, ws, acc);
+                }
+            }
+            let v = p.out_zp.wrapping_add(rq.apply(b.wrapping_add(acc)));
+            Y::put_clamped(y, q, v, p.act_min, p.act_max);
+        }
+        true
+    }
+
+    /// `acc + Σ_j x_j·w_j` over the halfword pairs of `x` (`4·n` bytes, 4-aligned)
+    /// and `w` (`n` words), `n` a multiple of 4: per four words two `LDM`s and
+    /// four `SMLAD`s.
+    #[inline(always)]
+    fn dot_pairs(x: &[u8], w: &[u32], acc: i32) -> i32 {
+        let n = w.len();
+        if n == 0 || n % 4 != 0 || x.len() < 4 * n || x.as_ptr() as usize % 4 != 0 {
+            let mut a = acc;
+            for (xb, &wv) in x.chunks_exact(4).zip(w) {
+                if let &[b0, b1, b2, b3] = xb {
+                    let (x0, x1) = (i16::from_le_bytes([b0, b1]), i16::from_le_bytes([b2, b3]));
+                    a = a
+                        .wrapping_add(x0 as i32 * (wv as u16 as i16) as i32)
+                        .wrapping_add(x1 as i32 * ((wv >> 16) as u16 as i16) as i32);
+                }
+            }
+            return a;
+        }
+        let mut a = acc;
+        // SAFETY: reads n words of `x` (4-aligned, checked) and of `w`, four per
+        // iteration, n/4 ≥ 1 iterations (n a positive multiple of 4). r0-r3 and
+        // r8-r11 are clobbered; the flags are not relied on outside the block.
+        unsafe {
+            asm!(
+                "2:",
+                "ldm {x}!, {{r8, r9, r10, r11}}",
+                "ldm {w}!, {{r0, r1, r2, r3}}",
+                "smlad {a}, r8, r0, {a}",
+                "smlad {a}, r9, r1, {a}",
+                "smlad {a}, r10, r2, {a}",
+                "smlad {a}, r11, r3, {a}",
+                "subs {n}, {n}, #4",
+                "bne 2b",
+                x = inout(reg) x.as_ptr() => _,
+                w = inout(reg) w.as_ptr() => _,
+                n = inout(reg) n => _,
+                a = inout(reg) a,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                options(nostack, readonly),
+            )
+        };
+        a
     }
 }
 
