@@ -153,6 +153,14 @@ fn gather(
     let row = p.kw * ic;
     let k1 = k0 + len;
     let whole = inside((iy0, ix0), in_shape, p);
+    if whole && k0 == 0 && len == p.kh * row {
+        // The whole window inside the input: one run per kernel row.
+        let base = (iy0 as usize * wd + ix0 as usize) * ic;
+        for (r, d) in raw.chunks_exact_mut(row.max(1)).take(p.kh).enumerate() {
+            copy16(x, base + r * wd * ic, d);
+        }
+        return;
+    }
     let mut k = k0;
     // (kernel row, tap, channel) of k: divided once, then advanced run by run.
     let (mut ky, mut kx, mut i) = match k0 {
@@ -240,11 +248,22 @@ fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
         return;
     }
     // SAFETY: reads 8·groups bytes of `src` and writes words 2·px + g·GW and
-    // 2·px + g·GW + 1 for g < groups of `col`, all in bounds (checked above);
-    // the reads are unaligned-safe (`read_unaligned`), the writes are to `u32`s.
+    // 2·px + g·GW + 1 for g < groups of `col`, all in bounds (checked above).
+    unsafe { pair_groups(src.as_ptr(), col.as_mut_ptr().add(2 * px), groups) };
+}
+
+/// For `g < groups`: words `g·GW` and `g·GW + 1` from `d` are [`pair`] of the two
+/// words at byte `8·g` from `s`; returns `d` advanced by `groups·GW` words.
+///
+/// # Safety
+/// `s` must be readable for `8·groups` bytes (any alignment) and `d` writable at
+/// those words.
+#[inline(always)]
+unsafe fn pair_groups(s: *const u8, d: *mut u32, groups: usize) -> *mut u32 {
+    let (mut s, mut d) = (s, d);
+    // SAFETY: within the caller's bounds; reads are unaligned-safe, writes are
+    // to `u32`s.
     unsafe {
-        let mut s = src.as_ptr();
-        let mut d = col.as_mut_ptr().add(2 * px);
         for _ in 0..groups {
             let a = u32::from_le(s.cast::<u32>().read_unaligned());
             let b = u32::from_le(s.add(4).cast::<u32>().read_unaligned());
@@ -255,6 +274,7 @@ fn columns_from_bytes(src: &[u8], groups: usize, px: usize, col: &mut [u32]) {
             d = d.add(GW);
         }
     }
+    d
 }
 
 /// Pixel `px`'s columns of a window inside the input: `kh` kernel rows of
@@ -287,16 +307,7 @@ fn rows_inside(
     unsafe {
         let mut d = col.as_mut_ptr().add(2 * px);
         for r in 0..kh {
-            let mut s = x.as_ptr().add(2 * (base + r * stride));
-            for _ in 0..groups {
-                let a = u32::from_le(s.cast::<u32>().read_unaligned());
-                let b = u32::from_le(s.add(4).cast::<u32>().read_unaligned());
-                let (u, v) = pair(a, b);
-                d.write(u);
-                d.add(1).write(v);
-                s = s.add(8);
-                d = d.add(GW);
-            }
+            d = pair_groups(x.as_ptr().add(2 * (base + r * stride)), d, groups);
         }
     }
     true
@@ -445,15 +456,6 @@ fn conv_cols<Y: Elem>(
                     let Some(o) = origin(q0 + px, npix, ow, p) else { break };
                     if direct {
                         columns_direct(x, in_shape, p, o, px, &mut col);
-                    } else if chunks == 1 && inside(o, in_shape, p) {
-                        // A one-chunk window inside the input: one run per kernel row.
-                        let [_, wd, ic] = in_shape;
-                        let (row, base) = (p.kw * ic, (o.0 as usize * wd + o.1 as usize) * ic);
-                        for (r, d) in raw.chunks_exact_mut(row.max(1)).take(p.kh).enumerate() {
-                            copy16(x, base + r * wd * ic, d);
-                        }
-                        raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
-                        columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
                     } else {
                         gather(x, in_shape, p, Some(o), k0, len, &mut raw);
                         raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);

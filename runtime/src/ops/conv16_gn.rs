@@ -170,9 +170,7 @@ fn channel_major_fix<X: Elem, Y: Elem>(
                 continue;
             }
         }
-        let (m, sh, mask) = e.rq.parts();
-        let thr = mask >> 1;
-        let (f, b) = (e.fz, e.bias);
+        let (f, b, rq) = (e.fz, e.bias, e.rq);
         let (mut xp, mut yp) = (x.as_ptr(), y.as_mut_ptr());
         // SAFETY: element k of pixel px is at byte px·xs + k·X::BYTES of x, below
         // pixels·c·X::BYTES ≤ x.len() (pixels = ⌊x.len() / (c·X::BYTES)⌋, k < c),
@@ -192,8 +190,7 @@ fn channel_major_fix<X: Elem, Y: Elem>(
                     Some(z) => z,
                     None => exact_z(e, v - in_zp),
                 };
-                let w = ((z as i64 * m as i64 + (1i64 << 30)) >> 31) as i32;
-                let r = (w >> sh) + ((w & mask) > thr + (w < 0) as i32) as i32;
+                let r = rq.apply_shift_right(z);
                 let o = out_zp.saturating_add(r).saturating_add(b).clamp(Y::MIN, Y::MAX);
                 if Y::BYTES == 2 {
                     yp.cast::<u16>().write_unaligned((o as u16).to_le());
@@ -652,10 +649,8 @@ fn pixel_major_body<X: Elem, Y: Elem>(
         if !certain {
             for ((z, e), v) in zs.iter_mut().zip(ch).zip(X::iter(px)) {
                 // 32-bit targets: the certified 64-bit line first.
-                *z = match (cfg!(ddpm_wide) || !e.fix, e.fz.z(v - in_zp)) {
-                    (false, Some(z)) => z,
-                    _ => exact_z(e, v - in_zp),
-                };
+                let fixed = (!cfg!(ddpm_wide) && e.fix).then(|| e.fz.z(v - in_zp)).flatten();
+                *z = fixed.unwrap_or_else(|| exact_z(e, v - in_zp));
             }
         }
         if general {
