@@ -77,6 +77,17 @@ pub fn conv2d_i16(
         }
     }
     #[cfg(ddpm_dsp)]
+    if fast && in_shape[2] == 1 {
+        let done = if y_int16 {
+            tap9::conv::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        } else {
+            tap9::conv::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
+        };
+        if done {
+            return;
+        }
+    }
+    #[cfg(ddpm_dsp)]
     if fast {
         return if y_int16 {
             conv_cols::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
@@ -431,8 +442,8 @@ fn conv_cols<Y: Elem>(
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
         let k = consts(c0, cn, bias, mult, shift);
-        let mut kpb = [[0i32; 5]; BLOCK];
-        let fast = pack(k.get(..cn).unwrap_or(&[]), kpb.get_mut(..cn).unwrap_or(&mut []));
+        let mut kpb = [[0i32; 4]; BLOCK];
+        let fast = pack(k.get(..cn).unwrap_or(&[]), p.out_zp, kpb.get_mut(..cn).unwrap_or(&mut []));
         let kp = if fast { kpb.get(..cn).unwrap_or(&[]) } else { &[] };
         let padw = chunks == 1 && ksp != ksz && ksp <= KC && cn * ksp <= WBLK;
         if padw {
@@ -473,9 +484,10 @@ fn conv_cols<Y: Elem>(
                 };
                 if let Some(wall) = wall {
                     let pb = part.get_mut(..cn).unwrap_or(&mut []);
-                    pb.iter_mut().for_each(|a| *a = [0; PIX]);
-                    kern::dot_channels(&col, wall, ksp / 4, pb);
                     let kb = k.get(..cn).unwrap_or(&[]);
+                    // The sums start from the bias (store_block does not add it).
+                    pb.iter_mut().zip(kb).for_each(|(a, (b, _))| *a = [*b; PIX]);
+                    kern::dot_channels(&col, wall, ksp / 4, pb);
                     store_block::<Y>(y, q0 * oc + c0, oc, valid, pb, kb, kp, p);
                     continue;
                 }
@@ -811,6 +823,195 @@ mod one {
 }
 
 // ---------------------------------------------------------------------------
+// One input channel, 3×3 window: the first layer of a one-channel image model.
+
+/// CONV2D of a one-channel int16 input with a 3×3 window (any stride and
+/// padding), without columns. The nine taps of a pixel's window are five
+/// halfword pairs `(x0, x1) … (x6, x7), (x8, 0)` in window order (for a window
+/// inside the input: four unaligned word loads, one halfword load and a
+/// `PKHBT`-style merge; on the border tap by tap, padding 0), and each channel's
+/// weights are the same five pairs after its bias: per pixel and channel five
+/// `SMLAD`s from the bias. The sums of [`PIX`] pixels are requantized by the
+/// block store of the column kernels.
+#[cfg_attr(not(ddpm_dsp), allow(dead_code))]
+mod tap9 {
+    use super::{consts, inside, origin, pack, store_block, Conv2dParams, Elem, BLOCK, PIX};
+
+    /// Words per channel: the bias and five weight pairs.
+    const CW: usize = 6;
+
+    /// The convolution when `ic = 1` and the window is 3×3; `false` (nothing
+    /// written) otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv<Y: Elem>(
+        x: &[u8],
+        in_shape: [usize; 3],
+        y: &mut [u8],
+        [oh, ow, oc]: [usize; 3],
+        p: &Conv2dParams,
+        w: &[i8],
+        bias: &[u8],
+        mult: &[u8],
+        shift: &[u8],
+    ) -> bool {
+        let [h, wd, ic] = in_shape;
+        let npix = oh * ow;
+        if ic != 1 || p.kh != 3 || p.kw != 3 || oc == 0 || npix == 0 {
+            return false;
+        }
+        if x.len() < 2 * h * wd || y.len() < npix * oc * Y::BYTES || w.len() < 9 * oc {
+            return false;
+        }
+        let tap = |iy: isize, ix: isize| -> u32 {
+            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                return 0;
+            }
+            let e = 2 * (iy as usize * wd + ix as usize);
+            match x.get(e..e + 2) {
+                Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) as u32,
+                _ => 0,
+            }
+        };
+        let mut part = [[0i32; PIX]; BLOCK];
+        let mut c0 = 0;
+        while c0 < oc {
+            let cn = BLOCK.min(oc - c0);
+            let k = consts(c0, cn, bias, mult, shift);
+            let kb = k.get(..cn).unwrap_or(&[]);
+            let mut kpb = [[0i32; 4]; BLOCK];
+            let fast = pack(kb, p.out_zp, kpb.get_mut(..cn).unwrap_or(&mut []));
+            let kp = if fast { kpb.get(..cn).unwrap_or(&[]) } else { &[] };
+            // Per channel: bias, then the weight pairs (w0, w1) … (w8, 0).
+            let mut wk = [[0u32; CW]; BLOCK];
+            for (j, (d, (b, _))) in wk.iter_mut().zip(kb).enumerate() {
+                let o = c0 + j;
+                let wv = |i: usize| w.get(9 * o + i).map_or(0, |&v| v as i16 as u16 as u32);
+                *d = [*b as u32, 0, 0, 0, 0, 0];
+                for (i, dw) in d.iter_mut().skip(1).enumerate() {
+                    *dw = wv(2 * i) | if 2 * i + 1 < 9 { wv(2 * i + 1) << 16 } else { 0 };
+                }
+            }
+            let wks = wk.get(..cn).unwrap_or(&[]);
+            let mut q0 = 0;
+            while q0 < npix {
+                let valid = (npix - q0).min(PIX);
+                for px in 0..valid {
+                    let Some((iy0, ix0)) = origin(q0 + px, npix, ow, p) else { break };
+                    let base = 2 * (iy0.max(0) as usize * wd + ix0.max(0) as usize);
+                    let xw = match x.get(base..base + 4 * wd + 6) {
+                        Some(win) if inside((iy0, ix0), in_shape, p) => inner(win, 2 * wd),
+                        _ => {
+                            let t = |k: usize| tap(iy0 + (k / 3) as isize, ix0 + (k % 3) as isize);
+                            [
+                                t(0) | t(1) << 16,
+                                t(2) | t(3) << 16,
+                                t(4) | t(5) << 16,
+                                t(6) | t(7) << 16,
+                                t(8),
+                            ]
+                        }
+                    };
+                    kern::taps(&xw, wks, &mut part, px);
+                }
+                let pb = part.get(..cn).unwrap_or(&[]);
+                store_block::<Y>(y, q0 * oc + c0, oc, valid, pb, kb, kp, p);
+                q0 += PIX;
+            }
+            c0 += cn;
+        }
+        true
+    }
+
+    /// The five pairs of a window inside the input: `win` starts at its first tap
+    /// and holds its three rows, `stride` bytes apart (`win.len() ≥ 2·stride + 6`).
+    #[inline(always)]
+    fn inner(win: &[u8], stride: usize) -> [u32; 5] {
+        let word = |e: usize| match win.get(e..e + 4) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        };
+        let (r0, r1, r2) = (0, stride, 2 * stride);
+        [
+            word(r0),
+            (word(r0 + 4) & 0xffff) | (word(r1) << 16),
+            word(r1 + 2),
+            word(r2),
+            word(r2 + 2) >> 16,
+        ]
+    }
+
+    #[cfg(not(ddpm_dsp))]
+    mod kern {
+        use super::{CW, PIX};
+
+        /// `part[j][px] = wk[j][0] + Σ_i x_i·w_i` over the halfword pairs of `xw`
+        /// and `wk[j][1..]`, for every channel `j` of `wk`.
+        pub fn taps(xw: &[u32; 5], wk: &[[u32; CW]], part: &mut [[i32; PIX]], px: usize) {
+            let lo = |v: u32| v as u16 as i16 as i32;
+            let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+            for (d, wj) in part.iter_mut().zip(wk) {
+                let [b, ws @ ..] = wj;
+                let mut a = *b as i32;
+                for (&xv, &wv) in xw.iter().zip(ws) {
+                    a = a.wrapping_add(lo(xv) * lo(wv)).wrapping_add(hi(xv) * hi(wv));
+                }
+                if let Some(v) = d.get_mut(px) {
+                    *v = a;
+                }
+            }
+        }
+    }
+
+    #[cfg(ddpm_dsp)]
+    mod kern {
+        use super::{CW, PIX};
+        use core::arch::asm;
+
+        /// As the portable `taps`: per channel two `LDM`s of its six words, five
+        /// `SMLAD`s from the bias and a post-indexed store (10 instructions).
+        pub fn taps(xw: &[u32; 5], wk: &[[u32; CW]], part: &mut [[i32; PIX]], px: usize) {
+            let n = wk.len().min(part.len());
+            if n == 0 || px >= PIX {
+                return;
+            }
+            let [x0, x1, x2, x3, x4] = *xw;
+            // SAFETY: n ≥ 1 iterations, each reading the CW words of channel j of
+            // `wk` and writing word px of `part[j]` (stride PIX words), j < n ≤
+            // both lengths. r5 and r8-r10 are clobbered; flags are not relied on
+            // outside the block.
+            unsafe {
+                asm!(
+                    "2:",
+                    "ldm {w}!, {{r5, r8, r9}}",
+                    "smlad r5, r0, r8, r5",
+                    "smlad r5, r1, r9, r5",
+                    "ldm {w}!, {{r8, r9, r10}}",
+                    "smlad r5, r2, r8, r5",
+                    "smlad r5, r3, r9, r5",
+                    "smlad r5, r4, r10, r5",
+                    "str r5, [{d}], #20",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    w = inout(reg) wk.as_ptr() => _,
+                    d = inout(reg) part.as_mut_ptr().cast::<i32>().add(px) => _,
+                    n = inout(reg) n => _,
+                    in("r0") x0,
+                    in("r1") x1,
+                    in("r2") x2,
+                    in("r3") x3,
+                    in("r4") x4,
+                    out("r5") _,
+                    out("r8") _,
+                    out("r9") _,
+                    out("r10") _,
+                    options(nostack),
+                )
+            };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // 64-bit hosts: the shared host engine, `super::hostconv`.
 
 /// The host kernel. Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
@@ -858,7 +1059,7 @@ mod tests {
     #[test]
     fn kernels_match_wide_conv2d() {
         let mut r = Rng(0x1616);
-        let mut ran = 0;
+        let (mut ran, mut ran_tap9) = (0, 0);
         for case in 0..3000 {
             let (kh, kw) = match case % 5 {
                 0 => (1, 1),
@@ -968,6 +1169,16 @@ mod tests {
                     conv_cols::<E8>(xs, args.0, &mut g2, args.1, &p, &w, &bias_b, &mb, &sb);
                 }
                 assert_eq!(g2, want, "columns, case {case}, y16 {y16}");
+                let mut g4 = vec![0u8; n];
+                let done = if y16 {
+                    tap9::conv::<E16>(xs, args.0, &mut g4, args.1, &p, &w, &bias_b, &mb, &sb)
+                } else {
+                    tap9::conv::<E8>(xs, args.0, &mut g4, args.1, &p, &w, &bias_b, &mb, &sb)
+                };
+                if done {
+                    assert_eq!(g4, want, "tap9, case {case}, y16 {y16}");
+                    ran_tap9 += 1;
+                }
                 // The host engine exists on 64-bit hosts unless `reference-kernels`.
                 #[cfg(ddpm_wide)]
                 {
@@ -983,6 +1194,7 @@ mod tests {
             ran += 1;
         }
         assert!(ran > 2000, "{ran}");
+        assert!(ran_tap9 > 40, "{ran_tap9}");
     }
 
     /// The column dot product against plain sums, for every group count up to a

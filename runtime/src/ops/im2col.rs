@@ -51,8 +51,8 @@ pub fn applicable(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 2 && ksz >= 1 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
-/// A chunk before the last: channel `j`'s sums go to (`first`) or are added to
-/// `part[j]`.
+/// One chunk for every channel of a block: channel `j`'s sums are added to
+/// `part[j]`, which the first chunk sets to `first[j]` (the channel's bias).
 #[inline(never)]
 fn channels_part(
     col: &[u32; COL_WORDS],
@@ -60,13 +60,17 @@ fn channels_part(
     w: &[i8],
     ws: usize,
     part: &mut [[i32; PIX]],
-    first: bool,
+    first: Option<&[i32]>,
 ) {
-    for (pj, wc) in part.iter_mut().zip(w.chunks(ws.max(1))) {
-        if first {
-            *pj = [0; PIX];
+    let rows = part.iter_mut().zip(w.chunks(ws.max(1)));
+    match first {
+        Some(bias) => {
+            for ((pj, wc), &b) in rows.zip(bias) {
+                *pj = [b; PIX];
+                kern::dot5(col, wc, nb, pj);
+            }
         }
-        kern::dot5(col, wc, nb, pj);
+        None => rows.for_each(|(pj, wc)| kern::dot5(col, wc, nb, pj)),
     }
 }
 
@@ -257,27 +261,35 @@ pub fn sum_weights(w: &[i8]) -> i32 {
     kern::sum_i8(w)
 }
 
-/// The fast-arm constants of one channel, packed for the block store: bias, `m`,
-/// the low and high words of `kpos`, `e1`.
-pub(super) type Packed = [i32; 5];
+/// The fast-arm constants of one channel, packed for the block store: `m`, the
+/// low word of `kpos`, the high word of `kpos` plus `out_zp·2^e1`, `e1`.
+///
+/// Adding `zp·2^e1` to the high word before the arithmetic shift by `e1` adds
+/// exactly `zp` after it, provided the high word does not wrap: it lies within
+/// `±(2^30 + 2^29 + 1)` (`|acc·m| < 2^62`, `kpos ≤ 2^30 + 2^61`, the sign term
+/// `2^31`), so `|zp|·2^e1 < 2^29 − 2` keeps it inside i32.
+pub(super) type Packed = [i32; 4];
 
-/// Packs `k` into `out` when every channel is on the fast arm; false (and `out`
-/// unusable) otherwise.
+/// Packs `k` with the output zero point `zp` into `out` when every channel is on
+/// the fast arm and `zp` folds into its constant; false (and `out` unusable)
+/// otherwise.
 #[inline]
-pub(super) fn pack(k: &[(i32, OutRq)], out: &mut [Packed]) -> bool {
-    for (o, (b, rq)) in out.iter_mut().zip(k) {
-        if !rq.fast {
+pub(super) fn pack(k: &[(i32, OutRq)], zp: i32, out: &mut [Packed]) -> bool {
+    for (o, (_, rq)) in out.iter_mut().zip(k) {
+        let z = (zp as i64) << rq.e1;
+        if !rq.fast || z.abs() >= (1 << 29) - 2 {
             return false;
         }
-        *o = [*b, rq.m, rq.kpos as u32 as i32, (rq.kpos >> 32) as i32, rq.e1 as i32];
+        *o = [rq.m, rq.kpos as u32 as i32, ((rq.kpos >> 32) + z) as i32, rq.e1 as i32];
     }
     out.len() >= k.len()
 }
 
 /// [`store`] for a block of channels: `part[j]` are the sums of channel
-/// `base + j` (constants `k[j]`, and `packed[j]` when [`pack`] succeeded, else
-/// `packed` is empty) for up to [`PIX`] pixels `oc` elements apart. A function of
-/// its own, so that the constants and sums live in registers.
+/// `base + j`, its bias included (constants `k[j]`, whose biases are not added
+/// again, and `packed[j]` when [`pack`] succeeded, else `packed` is empty), for up
+/// to [`PIX`] pixels `oc` elements apart. A function of its own, so that the
+/// constants and sums live in registers.
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn store_block<Y: Elem>(
@@ -290,13 +302,13 @@ pub(super) fn store_block<Y: Elem>(
     packed: &[Packed],
     p: &Conv2dParams,
 ) {
-    let (zp, lo, hi) = (p.out_zp, p.act_min, p.act_max);
+    let (lo, hi) = (p.act_min, p.act_max);
     let cn = part.len().min(k.len());
     let end = (base + (PIX - 1) * oc + cn) * Y::BYTES;
     let full = lo == Y::MIN && hi == Y::MAX;
     if cn == 0 || valid != PIX || end > y.len() || !full || packed.len() < cn {
-        for (j, (acc, (b, rq))) in part.iter().zip(k).enumerate() {
-            store::<Y>(y, base + j, oc, valid, acc, *b, rq, p);
+        for (j, (acc, (_, rq))) in part.iter().zip(k).enumerate() {
+            store::<Y>(y, base + j, oc, valid, acc, 0, rq, p);
         }
         return;
     }
@@ -308,24 +320,24 @@ pub(super) fn store_block<Y: Elem>(
         // SAFETY: the row writes cn elements of Y from byte yo, ending at or
         // before `end` ≤ y.len() (checked above); part has cn ≥ 1 entries of PIX
         // words (entry j, word i read, i < PIX) and packed at least cn entries.
-        unsafe { fast_row::<Y>(y.as_mut_ptr().add(yo), pi.add(i), packed.as_ptr(), cn, zp) };
+        unsafe { fast_row::<Y>(y.as_mut_ptr().add(yo), pi.add(i), packed.as_ptr(), cn) };
     }
 }
 
 /// One pixel's outputs of a block: for `j < n`, element `j` of `y` (type `Y`) is
-/// `sat(zp + fast(k[j].b + s[5·j]))`.
+/// `sat(fast(s[5·j]))` with the zero point folded into `k[j]` ([`pack`]).
 ///
 /// # Safety
 /// `y` must be valid for `n` elements of `Y`, `s` for reads of words `5·j`
 /// (`j < n`), `k` for `n` entries; `n ≥ 1`.
 #[cfg(not(ddpm_dsp))]
 #[inline(always)]
-unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize, zp: i32) {
+unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize) {
     for j in 0..n {
         // SAFETY: j < n (the caller's contract).
-        let ([b, m, klo, khi, e1], sum) = unsafe { (*k.add(j), *s.add(PIX * j)) };
+        let ([m, klo, khi, e1], sum) = unsafe { (*k.add(j), *s.add(PIX * j)) };
         let f = FastRq { klo: klo as u32, khi, m, e1: e1 as u32 };
-        let v = zp.wrapping_add(f.apply(b.wrapping_add(sum))).clamp(Y::MIN, Y::MAX);
+        let v = f.apply(sum).clamp(Y::MIN, Y::MAX);
         // SAFETY: as above; the u16 store is unaligned-safe.
         unsafe {
             if Y::BYTES == 2 {
@@ -338,43 +350,56 @@ unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usiz
 }
 
 /// As the portable `fast_row`, on Armv7E-M: per channel one `LDM` of its
-/// constants, the two `SMLAL`s of [`FastRq::apply`], `SSAT` and a post-indexed
-/// store (12 instructions per output).
+/// constants, the two `SMLAL`s of [`FastRq::apply`], the shift, `SSAT` and a
+/// post-indexed store; two channels per loop iteration (9.5 instructions per
+/// output).
 ///
 /// # Safety
 /// As the portable one.
 #[cfg(ddpm_dsp)]
 #[inline(always)]
-unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize, zp: i32) {
+unsafe fn fast_row<Y: Elem>(y: *mut u8, s: *const i32, k: *const Packed, n: usize) {
+    macro_rules! one {
+        ($sat:literal, $st:literal) => {
+            concat!(
+                "ldm {k}!, {{r9-r12}}\n",
+                "ldr {t}, [{s}], #20\n",
+                "smlal r10, r11, {t}, r9\n",
+                "lsr {t}, {t}, #31\n",
+                "smlal r10, r11, {t}, {min}\n",
+                "asr r11, r11, r12\n",
+                $sat,
+                "\n",
+                $st,
+                "\n",
+            )
+        };
+    }
     macro_rules! row {
         ($sat:literal, $st:literal) => {
-            // SAFETY: the loop runs n ≥ 1 times, reading 5 words of k, one word of
-            // s (stride 5 words) and writing one element of y per iteration (the
-            // caller's contract). r8-r12 are clobbered; flags are not relied on
-            // outside the block.
+            // SAFETY: n ≥ 1 channels, each reading 4 words of k, one word of s
+            // (stride 5 words) and writing one element of y (the caller's
+            // contract): an odd n runs one channel first, then pairs. r9-r12 are
+            // clobbered; flags are not relied on outside the block.
             unsafe {
                 core::arch::asm!(
-                    "2:",
-                    "ldm {k}!, {{r8-r12}}",
-                    "ldr {t}, [{s}], #20",
-                    "add {t}, {t}, r8",
-                    "smlal r10, r11, {t}, r9",
-                    "lsr {t}, {t}, #31",
-                    "smlal r10, r11, {t}, {min}",
-                    "asr r11, r11, r12",
-                    "add r11, r11, {zp}",
-                    $sat,
-                    $st,
+                    "tst {n}, #1",
+                    "beq 2f",
+                    one!($sat, $st),
                     "subs {n}, {n}, #1",
+                    "beq 3f",
+                    "2:",
+                    one!($sat, $st),
+                    one!($sat, $st),
+                    "subs {n}, {n}, #2",
                     "bne 2b",
+                    "3:",
                     k = inout(reg) k => _,
                     s = inout(reg) s => _,
                     y = inout(reg) y => _,
                     n = inout(reg) n => _,
                     t = out(reg) _,
                     min = in(reg) i32::MIN,
-                    zp = in(reg) zp,
-                    out("r8") _,
                     out("r9") _,
                     out("r10") _,
                     out("r11") _,
@@ -664,14 +689,15 @@ pub fn conv2d_im2col_to<Y: Elem>(
         let cn = BLOCK.min(oc - c0);
         // Per channel: bias − zp·Σw and the requantization.
         let mut k = [(0i32, OutRq::default()); BLOCK];
-        for (j, kj) in k.iter_mut().enumerate().take(cn) {
+        let mut kbias = [0i32; BLOCK];
+        for (j, (kj, kb)) in k.iter_mut().zip(kbias.iter_mut()).enumerate().take(cn) {
             let o = c0 + j;
             let sw = kern::sum_i8(w.get(o * ksz..(o + 1) * ksz).unwrap_or(&[]));
-            let b = le_i32(bias, o).wrapping_sub(zp.wrapping_mul(sw));
-            *kj = (b, OutRq::new(le_i32(mult, o), le_i32(shift, o)));
+            *kb = le_i32(bias, o).wrapping_sub(zp.wrapping_mul(sw));
+            *kj = (*kb, OutRq::new(le_i32(mult, o), le_i32(shift, o)));
         }
-        let mut kpb = [[0i32; 5]; BLOCK];
-        let fast = pack(k.get(..cn).unwrap_or(&[]), kpb.get_mut(..cn).unwrap_or(&mut []));
+        let mut kpb = [[0i32; 4]; BLOCK];
+        let fast = pack(k.get(..cn).unwrap_or(&[]), p.out_zp, kpb.get_mut(..cn).unwrap_or(&mut []));
         let kp = if fast { kpb.get(..cn).unwrap_or(&[]) } else { &[] };
         // Small windows that are not a multiple of KB: the block's weights padded once.
         let blk = chunks == 1 && ksp != ksz && cn * ksp <= WBLK;
@@ -720,9 +746,10 @@ pub fn conv2d_im2col_to<Y: Elem>(
                         (ksz, w.get(c0 * ksz + k0..(c0 + cn) * ksz).unwrap_or(&[]))
                     };
                     let pb = part.get_mut(..cn).unwrap_or(&mut []);
-                    channels_part(&col, nb, wall, ws, pb, ch == 0);
+                    let kb = k.get(..cn).unwrap_or(&[]);
+                    let first = (ch == 0).then_some(kbias.get(..cn).unwrap_or(&[]));
+                    channels_part(&col, nb, wall, ws, pb, first);
                     if last {
-                        let kb = k.get(..cn).unwrap_or(&[]);
                         store_block::<Y>(y, q0 * oc + c0, oc, PIX, pb, kb, kp, p);
                     }
                     continue;
@@ -738,13 +765,14 @@ pub fn conv2d_im2col_to<Y: Elem>(
                         pad.iter_mut().take(lenp - len).for_each(|v| *v = 0);
                         wc = wpad.get(..lenp).unwrap_or(&[]);
                     }
-                    let mut acc = if ch == 0 { [0; PIX] } else { *pj };
+                    // The sums start from the bias (as in `channels_part`).
+                    let mut acc = if ch == 0 { [*b; PIX] } else { *pj };
                     kern::dot5(&col, wc, nb, &mut acc);
                     if !last {
                         *pj = acc;
                         continue;
                     }
-                    store::<Y>(y, q0 * oc + o, oc, valid, &acc, *b, rq, p);
+                    store::<Y>(y, q0 * oc + o, oc, valid, &acc, 0, rq, p);
                 }
             }
             q0 += PIX;
