@@ -554,6 +554,11 @@ fn pixel_words(col: &mut [u32], px: usize) -> impl Iterator<Item = &mut [u32]> {
 /// [`gather`] straight into pixel `px`'s column words, for `ic % 4 == 0` (every
 /// source run then covers whole groups of 4 elements); the groups from `len` up
 /// to `lenp` are zero.
+///
+/// A window inside the input is one run per kernel row. Otherwise kernel row by
+/// kernel row: a row outside the input is all padding (`in_zp`); else its taps
+/// `kx_lo..kx_hi` (the same for every row) are one contiguous run of the input
+/// between padding on either side, each piece clipped to the chunk.
 #[allow(clippy::too_many_arguments)]
 fn gather_columns(
     x: &[i8],
@@ -568,60 +573,69 @@ fn gather_columns(
 ) {
     let groups = col.get_mut(..lenp / 4 * GW).unwrap_or(&mut []);
     let zz = (p.in_zp as u16 as u32) * 0x0001_0001;
-    let fill = |dst: &mut [u32], v: u32| {
-        for d in pixel_words(dst, px) {
-            if let [d0, d1, ..] = d {
-                (*d0, *d1) = (v, v);
+    // Pixel px's words of groups [a, b) (window elements 4a .. 4b from k0) := v.
+    let fill = |dst: &mut [u32], a: usize, b: usize, v: u32| {
+        if b > a {
+            for d in pixel_words(dst.get_mut(a * GW..b * GW).unwrap_or(&mut []), px) {
+                if let [d0, d1, ..] = d {
+                    (*d0, *d1) = (v, v);
+                }
             }
         }
     };
-    let (head, pad) = groups.split_at_mut((len / 4 * GW).min(groups.len()));
-    fill(pad, 0);
-    let Some((iy0, ix0)) = pos else {
-        fill(head, 0);
+    let ng = len / 4;
+    fill(groups, ng, lenp / 4, 0);
+    let row = p.kw * ic;
+    let Some((iy0, ix0)) = pos.filter(|_| row > 0) else {
+        fill(groups, 0, ng, 0);
         return;
     };
-    let row = p.kw * ic;
     let k1 = k0 + len;
     if iy0 >= 0 && iy0 as usize + p.kh <= h && ix0 >= 0 && ix0 as usize + p.kw <= wd {
         // The whole window is inside the input: kernel row r is the contiguous run
-        // of `row` elements at `((iy0 + r)·wd + ix0)·ic`.
+        // of `row` elements at `base + r·wd·ic`; the chunk's rows follow each
+        // other in the columns.
         let base = (iy0 as usize * wd + ix0 as usize) * ic;
-        let mut k = k0;
+        let mut r = k0 / row;
+        let (mut k, mut off) = (k0, base + r * wd * ic + (k0 - r * row));
+        let mut dst = groups.get_mut(2 * px..).unwrap_or(&mut []);
         while k < k1 {
-            let r = k / row;
-            let end = ((r + 1) * row).min(k1);
-            let off = base + r * wd * ic + (k - r * row);
-            let g0 = (k - k0) / 4;
-            let dst = head.get_mut(g0 * GW + 2 * px..).unwrap_or(&mut []);
-            kern::ext_run(x.get(off..off + (end - k)).unwrap_or(&[]), dst, (end - k) / 4);
-            k = end;
+            let n = ((r + 1) * row).min(k1) - k;
+            kern::ext_run(x.get(off..off + n).unwrap_or(&[]), dst, n / 4);
+            dst = dst.get_mut(n / 4 * GW..).unwrap_or(&mut []);
+            r += 1;
+            (k, off) = (k + n, base + r * wd * ic);
         }
         return;
     }
+    // Taps kx_lo..kx_hi of a kernel row lie inside the input horizontally.
+    let kw = p.kw as isize;
+    let kx_lo = (-ix0).clamp(0, kw);
+    let kx_hi = (wd as isize - ix0).clamp(kx_lo, kw);
+    let (in_lo, in_hi) = (kx_lo as usize * ic, kx_hi as usize * ic);
+    let mut r = k0 / row;
     let mut k = k0;
     while k < k1 {
-        let (ky, kx, i) = (k / row, (k % row) / ic, k % ic);
-        let iy = iy0 + ky as isize;
-        let ix = ix0 + kx as isize;
-        let row_in = iy >= 0 && (iy as usize) < h;
-        let whole_row = row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd;
-        let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
-        let n = end - k;
-        let g0 = (k - k0) / 4;
-        let dst = head.get_mut(g0 * GW..(g0 + n / 4) * GW).unwrap_or(&mut []);
-        let inside = row_in && ix >= 0 && (ix as usize) < wd;
-        let src = if inside {
-            let off = (iy as usize * wd + ix as usize) * ic + i;
-            x.get(off..off + n)
+        let rs = r * row;
+        let re = (rs + row).min(k1);
+        let iy = iy0 + r as isize;
+        if iy < 0 || iy as usize >= h {
+            fill(groups, (k - k0) / 4, (re - k0) / 4, zz);
         } else {
-            None
-        };
-        match src {
-            Some(s) => kern::ext_run(s, dst.get_mut(2 * px..).unwrap_or(&mut []), n / 4),
-            None => fill(dst, zz),
+            let a = (rs + in_lo).clamp(k, re);
+            let b = (rs + in_hi).clamp(a, re);
+            fill(groups, (k - k0) / 4, (a - k0) / 4, zz);
+            if b > a {
+                // a − rs ≥ kx_lo·ic ≥ −ix0·ic: the offset is not negative.
+                let off = ((iy as usize * wd) as isize + ix0) * ic as isize + (a - rs) as isize;
+                let off = off.max(0) as usize;
+                let dst = groups.get_mut((a - k0) / 4 * GW + 2 * px..).unwrap_or(&mut []);
+                kern::ext_run(x.get(off..off + (b - a)).unwrap_or(&[]), dst, (b - a) / 4);
+            }
+            fill(groups, (b - k0) / 4, (re - k0) / 4, zz);
         }
-        k = end;
+        k = re;
+        r += 1;
     }
 }
 
@@ -965,6 +979,52 @@ mod dsp {
         const _: () = assert!(GW * 4 == 40);
         if n == 0 || src.len() < 4 * n || dst.len() < (n - 1) * GW + 2 {
             return super::generic::ext_run(src, dst, n);
+        }
+        if src.as_ptr() as usize % 4 == 0 && n >= 4 {
+            // SAFETY: as below; `src` is 4-aligned (checked), as LDM needs: the
+            // n % 4 single words first, then four words per LDM.
+            unsafe {
+                asm!(
+                    "ands {r}, {n}, #3",
+                    "beq 3f",
+                    "2:",
+                    "ldr r2, [{s}], #4",
+                    "sxtb16 {a}, r2",
+                    "sxtb16 r2, r2, ror #8",
+                    "strd {a}, r2, [{d}], #40",
+                    "subs {r}, {r}, #1",
+                    "bne 2b",
+                    "3:",
+                    "lsr {n}, {n}, #2",
+                    "4:",
+                    "ldm {s}!, {{r2, r3, r4, r5}}",
+                    "sxtb16 {a}, r2",
+                    "sxtb16 r2, r2, ror #8",
+                    "strd {a}, r2, [{d}], #40",
+                    "sxtb16 {a}, r3",
+                    "sxtb16 r3, r3, ror #8",
+                    "strd {a}, r3, [{d}], #40",
+                    "sxtb16 {a}, r4",
+                    "sxtb16 r4, r4, ror #8",
+                    "strd {a}, r4, [{d}], #40",
+                    "sxtb16 {a}, r5",
+                    "sxtb16 r5, r5, ror #8",
+                    "strd {a}, r5, [{d}], #40",
+                    "subs {n}, {n}, #1",
+                    "bne 4b",
+                    s = inout(reg) src.as_ptr() => _,
+                    d = inout(reg) dst.as_mut_ptr() => _,
+                    n = inout(reg) n => _,
+                    r = out(reg) _,
+                    a = out(reg) _,
+                    out("r2") _,
+                    out("r3") _,
+                    out("r4") _,
+                    out("r5") _,
+                    options(nostack),
+                )
+            };
+            return;
         }
         // SAFETY: reads 4·n bytes of `src` and writes words g·GW, g·GW + 1 for
         // g < n of `dst`, all in bounds (checked above; n ≥ 1, and the loop
