@@ -4,6 +4,10 @@
 //! computes with the same code (`ddpm_converter::sample::sample_int8`, what
 //! `converter sample` runs on the host).
 //!
+//! The runtime's unit tests, cross-built, pass under `qemu-aarch64` both as a
+//! Cortex-A76 (Raspberry Pi 5: the int8 convolutions take the `SDOT` kernel) and
+//! as a Cortex-A72 (Raspberry Pi 4: no dot-product extension, NEON `SMLAL`).
+//!
 //! Needs `rustup target add aarch64-unknown-linux-gnu` and Debian's
 //! `gcc-aarch64-linux-gnu` and `qemu-user`; it fails (never skips) without them.
 //! Environment: `DDPM_ARTIFACT` (an artifact to use; otherwise the shipped model is
@@ -139,4 +143,59 @@ fn aarch64_converter_sample_digests_match_x86_64() {
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     eprintln!("aarch64 digests {arm:?} equal x86_64's");
     std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// Cross-builds the runtime's unit tests and returns the test executable.
+fn cross_build_runtime_tests() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(root())
+        .args(["test", "--release", "--target", TARGET, "-p", "ddpm-runtime"])
+        .args(["--features", "std", "--lib", "--no-run", "--message-format=json"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", LINKER)
+        .output()
+        .expect("running cargo");
+    assert!(
+        out.status.success(),
+        "cross build of the runtime tests failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The lib test executable, from cargo's JSON messages.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let exe = stdout
+        .lines()
+        .filter(|l| l.contains("\"compiler-artifact\"") && l.contains("\"kind\":[\"lib\"]"))
+        .find_map(|l| {
+            let i = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let rest = l.get(i..)?;
+            Some(PathBuf::from(rest.get(..rest.find('"')?)?))
+        })
+        .expect("cargo named no runtime test executable");
+    assert!(exe.is_file(), "{} missing", exe.display());
+    exe
+}
+
+#[test]
+fn aarch64_runtime_unit_tests_pass_with_and_without_sdot() {
+    require_tool("qemu-aarch64", "--version", "qemu-user");
+    require_tool(LINKER, "--version", "gcc-aarch64-linux-gnu");
+    let exe = cross_build_runtime_tests();
+    for (cpu, sdot) in [("cortex-a76", "1"), ("cortex-a72", "0")] {
+        let out = Command::new("qemu-aarch64")
+            .args(["-L", SYSROOT, "-cpu", cpu])
+            .arg(&exe)
+            .env("DDPM_EXPECT_SDOT", sdot)
+            .output()
+            .expect("running qemu-aarch64");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "runtime unit tests failed under qemu-aarch64 -cpu {cpu}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("test result: ok."), "{stdout}");
+        assert!(stdout.contains("sdot_detected_as_the_harness_expects ... ok"), "{stdout}");
+        eprintln!("runtime unit tests pass as a {cpu}");
+    }
 }

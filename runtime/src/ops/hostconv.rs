@@ -59,9 +59,62 @@ pub fn run(
         return unsafe { run_avx2(npix, ksz, oc, w, bias, mult, shift, fill, store) };
     }
     #[cfg(target_arch = "aarch64")]
-    return engine(npix, ksz, oc, w, bias, mult, shift, fill, store, dot2_neon);
+    return engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_neon);
     #[cfg(not(target_arch = "aarch64"))]
-    engine(npix, ksz, oc, w, bias, mult, shift, fill, store, dot2_plain)
+    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_plain)
+}
+
+/// The engine on raw int8 columns for CPUs with the dot-product extension
+/// (aarch64 `SDOT`: Cortex-A76 and later, such as the Raspberry Pi 5's):
+/// `fill(q, k0, len, col)` writes pixel `q`'s raw window chunk, padding taps
+/// `zp` (the input zero point), and `zp·Σw` is taken off the biases; otherwise
+/// as [`run`]. Returns false (nothing run) when the CPU lacks `SDOT`.
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[allow(clippy::too_many_arguments)]
+pub fn run_i8(
+    npix: usize,
+    ksz: usize,
+    oc: usize,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    zp: i32,
+    fill: impl FnMut(usize, usize, usize, &mut [i8; KC]),
+    store: impl FnMut(usize, usize, &[i32]),
+) -> bool {
+    if !std::arch::is_aarch64_feature_detected!("dotprod") {
+        return false;
+    }
+    // SAFETY: the CPU has the dot-product extension (checked just above).
+    unsafe { run_sdot(npix, ksz, oc, w, bias, mult, shift, zp, fill, store) };
+    true
+}
+
+/// [`engine`] on int8 columns with the `SDOT` kernel, compiled with the
+/// dot-product extension.
+///
+/// # Safety
+/// The CPU must have the dot-product extension.
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[target_feature(enable = "dotprod")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_sdot(
+    npix: usize,
+    ksz: usize,
+    oc: usize,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    zp: i32,
+    fill: impl FnMut(usize, usize, usize, &mut [i8; KC]),
+    store: impl FnMut(usize, usize, &[i32]),
+) {
+    // SAFETY (of the kernel calls): the dot-product extension is enabled here.
+    engine(npix, ksz, oc, w, bias, mult, shift, zp, fill, store, |c, w0, w1, a| unsafe {
+        dot2_sdot(c, w0, w1, a)
+    })
 }
 
 /// [`engine`] compiled for AVX2 with the AVX2 column kernel.
@@ -83,14 +136,17 @@ unsafe fn run_avx2(
     store: impl FnMut(usize, usize, &[i32]),
 ) {
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
-    engine(npix, ksz, oc, w, bias, mult, shift, fill, store, |c, w0, w1, a| unsafe {
+    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, |c, w0, w1, a| unsafe {
         dot2_avx2(c, w0, w1, a)
     })
 }
 
+/// The engine over columns of `T` (i16 `x − in_zp` with `zp = 0`, or raw int8
+/// with padding `in_zp` and `zp = in_zp`: then `zp·Σw` is taken off each
+/// channel's bias, so the sums are the same).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn engine(
+fn engine<T: Copy + Default>(
     npix: usize,
     ksz: usize,
     oc: usize,
@@ -98,15 +154,16 @@ fn engine(
     bias: &[u8],
     mult: &[u8],
     shift: &[u8],
-    mut fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
+    zp: i32,
+    mut fill: impl FnMut(usize, usize, usize, &mut [T; KC]),
     mut store: impl FnMut(usize, usize, &[i32]),
-    dot2: impl Fn(&Cols, &[i8], &[i8], &mut Pair),
+    dot2: impl Fn(&[[T; KC]; WPIX], &[i8], &[i8], &mut Pair),
 ) {
     if oc == 0 || ksz == 0 || npix == 0 {
         return;
     }
     let chunks = ksz.div_ceil(KC);
-    let mut col: Cols = [[0i16; KC]; WPIX];
+    let mut col = [[T::default(); KC]; WPIX];
     let row = |o: usize, k0: usize, len: usize| w.get(o * ksz + k0..o * ksz + k0 + len);
     let mut c0 = 0;
     while c0 < oc {
@@ -126,6 +183,10 @@ fn engine(
             let o = c0 + j;
             *rq = OutRq::new(le_i32(mult, o), le_i32(shift, o));
             *b = le_i32(bias, o);
+            if zp != 0 {
+                let sw = row(o, 0, ksz).unwrap_or(&[]).iter().fold(0i32, |a, &v| a + v as i32);
+                *b = b.wrapping_sub(zp.wrapping_mul(sw));
+            }
             match rq.fast_parts() {
                 Some(f) => (*p, *m, *e) = f,
                 None => all_fast = false,
@@ -267,6 +328,81 @@ fn dot2_neon(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
     }
 }
 
+/// `Σ_k col[k]·w[k]` over `w.len()` (≤ [`KC`]) int8 elements.
+#[inline(always)]
+#[cfg_attr(not(all(feature = "std", target_arch = "aarch64")), allow(dead_code))]
+fn dot_scalar8(c: &[i8], w: &[i8]) -> i32 {
+    c.iter().zip(w).map(|(&x, &v)| x as i32 * v as i32).fold(0i32, |s, v| s.wrapping_add(v))
+}
+
+/// `SDOT` of the 16 int8 lanes of `x` and `w` into the four i32 lanes of `acc`
+/// (each lane adds four products).
+///
+/// # Safety
+/// The CPU must have the dot-product extension.
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[target_feature(enable = "dotprod")]
+#[inline]
+unsafe fn sdot(
+    acc: core::arch::aarch64::int32x4_t,
+    x: core::arch::aarch64::int8x16_t,
+    w: core::arch::aarch64::int8x16_t,
+) -> core::arch::aarch64::int32x4_t {
+    let mut a = acc;
+    // SAFETY: register-only; the extension is enabled in this function.
+    unsafe {
+        core::arch::asm!(
+            "sdot {a:v}.4s, {x:v}.16b, {w:v}.16b",
+            a = inout(vreg) a,
+            x = in(vreg) x,
+            w = in(vreg) w,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    a
+}
+
+/// `SDOT` pair kernel on int8 columns: per 16 elements one load per weight row
+/// and per column, 8 `SDOT`s (4 pixels × 2 rows, 128 products); an odd last
+/// channel (`w1` shorter) runs one row.
+///
+/// # Safety
+/// The CPU must have the dot-product extension.
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+#[target_feature(enable = "dotprod")]
+unsafe fn dot2_sdot(col: &[[i8; KC]; WPIX], w0: &[i8], w1: &[i8], acc: &mut Pair) {
+    use core::arch::aarch64::*;
+    let n = w0.len().min(KC);
+    let two = w1.len() == n;
+    let n16 = n / 16 * 16;
+    // SAFETY: every load reads 16 elements at k with k + 16 ≤ n ≤ KC, which
+    // bounds both rows (w1 only when `two`) and every column; `sdot` needs the
+    // extension, enabled here.
+    unsafe {
+        let mut v = [[vdupq_n_s32(0); WPIX]; 2];
+        let mut k = 0;
+        while k < n16 {
+            let wa = vld1q_s8(w0.as_ptr().add(k));
+            let wb = if two { vld1q_s8(w1.as_ptr().add(k)) } else { vdupq_n_s8(0) };
+            let [va, vb] = &mut v;
+            for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
+                let xv = vld1q_s8(c.as_ptr().add(k));
+                *a = sdot(*a, xv, wa);
+                *b = sdot(*b, xv, wb);
+            }
+            k += 16;
+        }
+        let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
+        for ((ar, vr), wr) in acc.iter_mut().zip(v).zip(rows) {
+            let tail = wr.get(n16..n).unwrap_or(&[]);
+            for ((a, vp), c) in ar.iter_mut().zip(vr).zip(col) {
+                let t = dot_scalar8(c.get(n16..n).unwrap_or(&[]), tail);
+                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
+            }
+        }
+    }
+}
+
 /// AVX2 pair kernel: per 16 elements one weight load per row sign-extended to
 /// i16, then `VPMADDWD` of each pixel's column against both rows (8 accumulators,
 /// each column load feeding two products); the eight lane sums are reduced
@@ -349,6 +485,18 @@ mod tests {
     use super::*;
     use crate::ops::testutil::Rng;
 
+    /// Under a harness that knows the CPU (`tests/tests/aarch64.rs` runs these
+    /// tests in `qemu-aarch64` as a Cortex-A76 and as a Cortex-A72 and sets
+    /// `DDPM_EXPECT_SDOT` to 1 or 0), the dot-product extension is detected
+    /// exactly when the CPU has it, so each run covers the kernel it names.
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    #[test]
+    fn sdot_detected_as_the_harness_expects() {
+        if let Ok(want) = std::env::var("DDPM_EXPECT_SDOT") {
+            assert_eq!(std::arch::is_aarch64_feature_detected!("dotprod"), want == "1");
+        }
+    }
+
     /// Every pair kernel this host has gives the plain sums, for all lengths up to
     /// [`KC`], odd last channels included.
     #[test]
@@ -382,6 +530,24 @@ mod tests {
                 let mut got = start;
                 dot2_neon(&col, &w0, w1s, &mut got);
                 assert_eq!(got, want, "neon, case {case}, n {n}");
+            }
+            #[cfg(all(feature = "std", target_arch = "aarch64"))]
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                // The same sums on int8 columns (each column's values halved
+                // into int8 range).
+                let col8: [[i8; KC]; WPIX] =
+                    core::array::from_fn(|p| core::array::from_fn(|k| (col[p][k] >> 8) as i8));
+                let mut want8 = start;
+                for (p, c) in col8.iter().enumerate() {
+                    want8[0][p] = want8[0][p].wrapping_add(dot_scalar8(&c[..n], &w0));
+                    if !single {
+                        want8[1][p] = want8[1][p].wrapping_add(dot_scalar8(&c[..n], &w1));
+                    }
+                }
+                let mut got = start;
+                // SAFETY: the CPU has the dot-product extension (checked).
+                unsafe { dot2_sdot(&col8, &w0, w1s, &mut got) };
+                assert_eq!(got, want8, "sdot, case {case}, n {n}");
             }
             #[cfg(all(feature = "std", target_arch = "x86_64"))]
             if std::is_x86_feature_detected!("avx2") {

@@ -877,16 +877,29 @@ fn wide(
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
     let zp = p.in_zp as i16;
-    let mut raw = [0i8; hostconv::KC];
-    let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
-        let pos = (q < npix).then(|| {
+    let pos = |q: usize| {
+        (q < npix).then(|| {
             let (oy, ox) = (q / ow.max(1), q % ow.max(1));
             ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
-        });
-        gather(x, in_shape, p, pos, k0, len, &mut raw);
+        })
+    };
+    let mut store = store;
+    // CPUs with SDOT: raw int8 columns (padding in_zp), in_zp·Σw off the biases.
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    {
+        let fill8 = |q: usize, k0: usize, len: usize, col: &mut [i8; hostconv::KC]| {
+            gather(x, in_shape, p, pos(q), k0, len, col);
+        };
+        if hostconv::run_i8(npix, ksz, oc, w, bias, mult, shift, p.in_zp, fill8, &mut store) {
+            return;
+        }
+    }
+    let mut raw = [0i8; hostconv::KC];
+    let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
+        gather(x, in_shape, p, pos(q), k0, len, &mut raw);
         widen(col.get_mut(..len).unwrap_or(&mut []), raw.get(..len).unwrap_or(&[]), zp);
     };
-    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, store);
+    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, &mut store);
 }
 
 /// Portable column kernel (hosts, and the reference for the DSP one).
