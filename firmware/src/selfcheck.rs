@@ -1,6 +1,6 @@
 //! Kernel self-check (feature `selfcheck`): on the target itself, the kernels the
 //! runtime picks for it (on thumbv7em the `SMLAD` conv columns, the block
-//! requantization loop, the group-norm assembly loops) against the portable
+//! requantization loop, the group-norm and int16 ADD assembly loops) against the portable
 //! kernels of `ops::wide`, bit for bit, on random shapes, values and
 //! requantization parameters. The buffers are one static block (no allocation).
 
@@ -82,6 +82,62 @@ pub fn run(buf: &mut [u8; NEED], cases: u32, seed: u64) -> Result<u32, Mismatch>
         let x16 = kind >= 2;
         let xb = if x16 { 2 } else { 1 };
         let (h, wd) = (r.range(1, 10) as usize, r.range(1, 10) as usize);
+        if kind == 3 && case % 8 == 7 {
+            // ADD of two int16 tensors, int16 or int8 output (the Armv7E-M loops);
+            // every other one broadcasts an int8 per-channel vector.
+            let c = r.range(1, 16) as usize;
+            let n = h * wd * c;
+            let bc = case % 16 == 15;
+            r.fill(&mut x[..4 * n]);
+            let (a, b) = x[..4 * n].split_at(2 * n);
+            let b = if bc { &b[..c] } else { b };
+            let real = |r: &mut Lcg, lo: f64| lo * (1.0 + (r.next() % 1000) as f64 / 250.0);
+            // Sometimes the first input at scale 0.5 (multiplier 2^30, shift 0).
+            let (am, ash) =
+                if case % 3 == 0 { (1 << 30, 0) } else { quantize_multiplier(real(&mut r, 0.01)) };
+            let (bm, bsh) = quantize_multiplier(real(&mut r, 0.01));
+            let (om, osh) = quantize_multiplier(real(&mut r, 0.05));
+            let y16 = r.next() % 2 == 0;
+            let p = wide::AddParams {
+                a_zp: 0,
+                b_zp: if bc { r.range(-128, 127) } else { 0 },
+                out_zp: if y16 { 0 } else { r.range(-128, 127) },
+                left_shift: r.range(0, 15),
+                a_mult: am,
+                a_shift: ash,
+                b_mult: bm,
+                b_shift: bsh,
+                out_mult: om,
+                out_shift: osh,
+                act_min: -32768,
+                act_max: 32767,
+            };
+            let ob = if y16 { 2 * n } else { n };
+            let (ya, yb) = (&mut y1[..ob], &mut y2[..ob]);
+            match (bc, y16) {
+                (false, true) => {
+                    wide::add::<E16, E16, E16>(a, b, ya, c, false, &p);
+                    wide::add_portable::<E16, E16, E16>(a, b, yb, c, false, &p);
+                }
+                (false, false) => {
+                    wide::add::<E16, E16, E8>(a, b, ya, c, false, &p);
+                    wide::add_portable::<E16, E16, E8>(a, b, yb, c, false, &p);
+                }
+                (true, true) => {
+                    wide::add::<E16, E8, E16>(a, b, ya, c, true, &p);
+                    wide::add_portable::<E16, E8, E16>(a, b, yb, c, true, &p);
+                }
+                (true, false) => {
+                    wide::add::<E16, E8, E8>(a, b, ya, c, true, &p);
+                    wide::add_portable::<E16, E8, E8>(a, b, yb, c, true, &p);
+                }
+            }
+            if ya != yb {
+                return Err(Mismatch { kernel: "add (int16 inputs)", case });
+            }
+            checked += 1;
+            continue;
+        }
         if kind == 3 {
             // GROUP_NORM, int16 input, int16 or int8 output.
             let groups = r.range(1, 8) as usize;

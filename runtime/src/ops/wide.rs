@@ -292,7 +292,235 @@ pub fn add<A: Elem, B: Elem, Y: Elem>(
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { add_avx2::<A, B, Y>(a, b, y, c, broadcast, p) };
     }
+    #[cfg(ddpm_dsp)]
+    if add_dsp::add16::<A, B, Y>(a, b, y, c, broadcast, p) {
+        return;
+    }
     add_body::<A, B, Y>(a, b, y, c, broadcast, p)
+}
+
+/// [`add`] without the Armv7E-M fast path (the reference it is checked against).
+pub fn add_portable<A: Elem, B: Elem, Y: Elem>(
+    a: &[u8],
+    b: &[u8],
+    y: &mut [u8],
+    c: usize,
+    broadcast: bool,
+    p: &AddParams,
+) {
+    add_body::<A, B, Y>(a, b, y, c, broadcast, p)
+}
+
+/// One requantization step of the ADD loop (the int16 ADD of Armv7E-M): `(m, klo,
+/// khi, e1, c, sh)` with `stage(x) = ((x << sh)·m + (khi:klo) − [x < 0]·c) >> 32
+/// >> e1` (64-bit, arithmetic shifts), which is `zp + mbqm(x << ls, mult, shift)`:
+///
+/// - a right shift (`shift < 0`): [`OutRq`](super::im2col::OutRq)'s 64-bit form,
+///   `c = 2^31`, `sh = ls`, and `zp·2^e1` added to the high word (exact while it
+///   cannot wrap: the high word lies within `±(2^30 + 2^29 + 1)`);
+/// - no shift (`shift = 0`, inputs only, `zp = 0`, `ls ≤ 15`): SRDHM alone is
+///   `⌊(P + 2^30)/2^31⌋` for both signs of `P = x·m` (gemmlowp's nudge for
+///   negative `P` with truncation is the same floor), i.e. the high word of
+///   `(2x)·m + 2^31` (`|2x| ≤ 2^31` for int16 `x` and `ls ≤ 15`): `sh = ls + 1`,
+///   `c = 0`, `e1 = 0`.
+///
+/// `None` for other parameters (a left shift, a negative multiplier).
+pub fn add_stage(mult: i32, shift: i32, zp: i32, ls: i32, input: bool) -> Option<[i32; 6]> {
+    if mult < 0 || !(0..=15).contains(&ls) {
+        return None;
+    }
+    if shift == 0 {
+        return (input && zp == 0).then_some([mult, i32::MIN, 0, 0, 0, ls + 1]);
+    }
+    let (kpos, m, e1) = super::im2col::OutRq::new(mult, shift).fast_parts()?;
+    let z = (zp as i64) << e1;
+    let khi = ((kpos >> 32) + z) as i32;
+    (z.abs() < (1 << 29) - 2).then_some([m, kpos as u32 as i32, khi, e1 as i32, i32::MIN, ls])
+}
+
+/// [`add_stage`]'s arithmetic (what the assembly loop does with the constants).
+#[inline]
+pub fn add_stage_apply(k: &[i32; 6], x: i32) -> i32 {
+    let [m, klo, khi, e1, c, sh] = *k;
+    let v = x.wrapping_shl(sh as u32);
+    let kk = ((khi as i64) << 32) | klo as u32 as i64;
+    let mut p = (v as i64).wrapping_mul(m as i64).wrapping_add(kk);
+    if v < 0 {
+        p = p.wrapping_sub(c as u32 as i64);
+    }
+    ((p >> 32) as i32) >> e1
+}
+
+/// Element-wise and broadcast ADD with an int16 first input on Armv7E-M, in
+/// assembly loops over [`add_stage`] constants.
+#[cfg(ddpm_dsp)]
+mod add_dsp {
+    use super::{add_stage, AddParams, Elem, Rq};
+
+    /// One stage: `LDM` of its six constants, the pre-shift, `SMLAL`, the sign
+    /// term (`AND` with the sign, `SUBS`, `SBC`) and the shift (7 instructions).
+    macro_rules! stage {
+        ($v:literal) => {
+            concat!(
+                "ldm r10!, {{r2, r3, r4, r5, r6, r7}}\n",
+                "lsl ",
+                $v,
+                ", ",
+                $v,
+                ", r7\n",
+                "smlal r3, r4, ",
+                $v,
+                ", r2\n",
+                "and r7, r6, ",
+                $v,
+                ", asr #31\n",
+                "subs r3, r3, r7\n",
+                "sbc r4, r4, #0\n",
+                "asr ",
+                $v,
+                ", r4, r5\n",
+            )
+        };
+    }
+
+    /// `sat(out_zp + mbqm(mbqm(a << ls, ma, sa) + b', mo, so))` for int16 `a`
+    /// (zero point 0), where `b'` is `mbqm(b << ls, mb, sb)` of int16 `b` (zero
+    /// point 0) element by element, or, broadcast, a per-channel value computed
+    /// once from `b` of any type; the activation range must cover `Y`'s (a
+    /// saturation). Per element 29 instructions (22 broadcast). False (nothing
+    /// written) for other parameters.
+    pub fn add16<A: Elem, B: Elem, Y: Elem>(
+        a: &[u8],
+        b: &[u8],
+        y: &mut [u8],
+        c: usize,
+        broadcast: bool,
+        p: &AddParams,
+    ) -> bool {
+        if A::BYTES != 2 || p.a_zp != 0 || p.act_min > Y::MIN || p.act_max < Y::MAX {
+            return false;
+        }
+        let n = a.len() / 2;
+        if n == 0 || y.len() / Y::BYTES != n {
+            return false;
+        }
+        let ls = p.left_shift;
+        let (Some(ka), Some(ko)) = (
+            add_stage(p.a_mult, p.a_shift, 0, ls, true),
+            add_stage(p.out_mult, p.out_shift, p.out_zp, 0, false),
+        ) else {
+            return false;
+        };
+        if !broadcast {
+            let kb = add_stage(p.b_mult, p.b_shift, 0, ls, true);
+            let Some(kb) = kb.filter(|_| B::BYTES == 2 && p.b_zp == 0 && b.len() / 2 == n) else {
+                return false;
+            };
+            let k: [[i32; 6]; 3] = [ka, kb, ko];
+            macro_rules! run {
+                ($sat:literal, $st:literal) => {
+                    // SAFETY: n ≥ 1 iterations, each reading one element of `a` and
+                    // of `b` (n each) and writing one of `y` (n elements of Y), all
+                    // checked above; `k` is read 72 bytes per iteration and
+                    // rewound. Every operand is an explicit register, so r6 and r7
+                    // hold none; they are saved and restored. r2-r5 are clobbered;
+                    // the flags are not relied on outside the block.
+                    unsafe {
+                        core::arch::asm!(
+                            "push {{r6, r7}}",
+                            "2:",
+                            "ldrsh r11, [r0], #2",
+                            "ldrsh r12, [r1], #2",
+                            stage!("r11"),
+                            stage!("r12"),
+                            "add r11, r11, r12",
+                            stage!("r11"),
+                            "sub r10, r10, #72",
+                            $sat,
+                            $st,
+                            "subs r9, r9, #1",
+                            "bne 2b",
+                            "pop {{r6, r7}}",
+                            inout("r0") a.as_ptr() => _,
+                            inout("r1") b.as_ptr() => _,
+                            inout("r8") y.as_mut_ptr() => _,
+                            inout("r9") n => _,
+                            inout("r10") k.as_ptr() => _,
+                            out("r11") _,
+                            out("r12") _,
+                            out("r2") _,
+                            out("r3") _,
+                            out("r4") _,
+                            out("r5") _,
+                        )
+                    }
+                };
+            }
+            if Y::BYTES == 2 {
+                run!("ssat r11, #16, r11", "strh r11, [r8], #2");
+            } else {
+                run!("ssat r11, #8, r11", "strb r11, [r8], #1");
+            }
+            return true;
+        }
+        // Broadcast: b' per channel once (the portable formula), then per pixel
+        // one loop over its c channels.
+        const CMAX: usize = 128;
+        if c == 0 || c > CMAX || n % c != 0 || B::count(b) != c {
+            return false;
+        }
+        let rb = Rq::new(p.b_mult, p.b_shift);
+        let mut tb = [0i32; CMAX];
+        for (t, vb) in tb.iter_mut().zip(B::iter(b)) {
+            *t = rb.apply((vb - p.b_zp).wrapping_shl(ls.clamp(0, 23) as u32));
+        }
+        let k: [[i32; 6]; 2] = [ka, ko];
+        for (apx, ypx) in a.chunks_exact(2 * c).zip(y.chunks_exact_mut(c * Y::BYTES)) {
+            macro_rules! run {
+                ($sat:literal, $st:literal) => {
+                    // SAFETY: c ≥ 1 iterations, each reading one element of the
+                    // pixel's `a` (c elements) and of `tb` (c ≤ CMAX words) and
+                    // writing one of the pixel's `y` (c elements of Y); `k` is read
+                    // 48 bytes per iteration and rewound. Every operand is an
+                    // explicit register; r6 and r7 are saved and restored; r2-r5
+                    // are clobbered; flags are not relied on outside the block.
+                    unsafe {
+                        core::arch::asm!(
+                            "push {{r6, r7}}",
+                            "2:",
+                            "ldrsh r11, [r0], #2",
+                            stage!("r11"),
+                            "ldr r2, [r1], #4",
+                            "add r11, r11, r2",
+                            stage!("r11"),
+                            "sub r10, r10, #48",
+                            $sat,
+                            $st,
+                            "subs r9, r9, #1",
+                            "bne 2b",
+                            "pop {{r6, r7}}",
+                            inout("r0") apx.as_ptr() => _,
+                            inout("r1") tb.as_ptr() => _,
+                            inout("r8") ypx.as_mut_ptr() => _,
+                            inout("r9") c => _,
+                            inout("r10") k.as_ptr() => _,
+                            out("r11") _,
+                            out("r2") _,
+                            out("r3") _,
+                            out("r4") _,
+                            out("r5") _,
+                        )
+                    }
+                };
+            }
+            if Y::BYTES == 2 {
+                run!("ssat r11, #16, r11", "strh r11, [r8], #2");
+            } else {
+                run!("ssat r11, #8, r11", "strb r11, [r8], #1");
+            }
+        }
+        true
+    }
 }
 
 /// [`add`] compiled for AVX2 (signed 32×32→64 products in 8 lanes).
@@ -692,6 +920,46 @@ mod tests {
     /// `add` (branch-free contiguous path and general loop) against the definition,
     /// element by element with `mbqm`: every type combination, broadcast or not,
     /// right-shift and general (left-shift) multipliers, odd lengths.
+    /// The ADD loop's stage constants give `zp + mbqm(x << ls, mult, shift)` for
+    /// int16 inputs and for wide sums, shifts 0 (inputs) and right shifts, extreme
+    /// values included; other parameters are refused.
+    #[test]
+    fn add_stage_matches_mbqm() {
+        let mut r = Rng(0xadd);
+        let mut ran = [0; 2];
+        for i in 0..200_000u32 {
+            let input = i % 2 == 0;
+            let mult = match i % 5 {
+                0 => 1 << 30,
+                1 => i32::MAX,
+                _ => (r.next() as i32 & i32::MAX) | 1 << 30,
+            };
+            let shift = if input && i % 3 == 0 { 0 } else { -(r.range(1, 31) as i32) };
+            let ls = if input { r.range(0, 15) as i32 } else { 0 };
+            let zp = if input { 0 } else { r.range(-128, 127) as i32 };
+            let x = if input {
+                match i % 7 {
+                    0 => [-32768, 32767, 0, -1][(i / 2 % 4) as usize],
+                    _ => r.range(-32768, 32767) as i32,
+                }
+            } else {
+                (r.next() as i32) >> (i % 31)
+            };
+            let Some(k) = add_stage(mult, shift, zp, ls, input) else {
+                assert!(!input && (zp.abs() as i64) << (-shift - 1) >= (1 << 29) - 2, "refused");
+                continue;
+            };
+            let want = zp.wrapping_add(mbqm(x.wrapping_shl(ls as u32), mult, shift));
+            assert_eq!(add_stage_apply(&k, x), want, "x={x} m={mult} s={shift} zp={zp} ls={ls}");
+            ran[input as usize] += 1;
+        }
+        assert!(ran[0] > 50_000 && ran[1] > 80_000, "{ran:?}");
+        assert_eq!(add_stage(-5, -3, 0, 0, true), None);
+        assert_eq!(add_stage(1 << 30, 2, 0, 0, true), None);
+        assert_eq!(add_stage(1 << 30, 0, 0, 0, false), None);
+        assert_eq!(add_stage(1 << 30, -3, 0, 16, true), None);
+    }
+
     #[test]
     fn add_matches_definition_bit_for_bit() {
         fn def<A: Elem, B: Elem, Y: Elem>(
