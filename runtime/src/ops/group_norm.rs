@@ -15,6 +15,7 @@
 //! The loader bounds `n ≤ 2^24` and `eps_q32 ≤ 2^56`, so every intermediate fits:
 //! `|n·v − S1| < 2^33`, `R ≤ 2^78`, the product `< 2^111`.
 
+use super::wide::{add_stage, add_stage_apply};
 use super::{le_i32, mbqm, sat8, Rq};
 
 /// Floor square root of a u128 (bit-by-bit, 64 fixed iterations).
@@ -127,6 +128,24 @@ pub fn group_norm(
         );
     }
     #[cfg_attr(ddpm_wide, allow(unreachable_code))]
+    group_norm_hist(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+}
+
+/// The histogram kernel of [`group_norm`] (32-bit targets).
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(ddpm_wide, allow(dead_code))]
+fn group_norm_hist(
+    x: &[i8],
+    c: usize,
+    y: &mut [i8],
+    groups: usize,
+    in_zp: i32,
+    out_zp: i32,
+    eps_q32: u64,
+    mult: &[u8],
+    shift: &[u8],
+    bias: &[u8],
+) {
     if c == 0 || groups == 0 {
         return;
     }
@@ -169,13 +188,20 @@ pub fn group_norm(
         while j0 < cg {
             let m = OT.min(cg - j0);
             let k0 = c0 + j0;
-            let mut rq = [(Rq::default(), 0i32); OT];
+            let mut rq = [(Rq::default(), 0i32, None); OT];
             for (j, e) in rq.iter_mut().enumerate().take(m) {
                 let k = k0 + j;
-                *e = (Rq::new(le_i32(mult, k), le_i32(shift, k)), le_i32(bias, k));
+                let (mk, sk, b) = (le_i32(mult, k), le_i32(shift, k), le_i32(bias, k));
+                // The usual parameters: one 64-bit multiply-add with out_zp + b
+                // folded in (exact: add_stage bounds |out_zp + b| < 2^29, and
+                // |mbqm(z)| ≤ 2^30 for a right shift, so neither saturating add
+                // saturates).
+                let st = out_zp.checked_add(b).and_then(|zb| add_stage(mk, sk, zb, 0, false));
+                *e = (Rq::new(mk, sk), b, st);
             }
-            let out = |z: i32, (rq, b): (Rq, i32)| {
-                sat8(out_zp.saturating_add(rq.apply(z)).saturating_add(b), -128, 127)
+            let out = |z: i32, (rq, b, st): (Rq, i32, Option<[i32; 6]>)| match st {
+                Some(k) => add_stage_apply(&k, z).clamp(-128, 127) as i8,
+                None => sat8(out_zp.saturating_add(rq.apply(z)).saturating_add(b), -128, 127),
             };
             if tables {
                 for (t, &e) in otab.iter_mut().zip(&rq).take(m) {
@@ -323,7 +349,14 @@ mod tests {
                 let (m, s) = quantize_multiplier(gamma[k] / (s_out * 65536.0));
                 mult.push(m);
                 shift.push(s);
-                bias.push((beta[k] / s_out).round() as i32);
+                // Now and then a bias far outside the usual range (the kernel's
+                // folded constant no longer applies: its general path).
+                let b = match (case % 7, k % 3) {
+                    (3, 0) => i32::MAX - r.range(0, 300) as i32,
+                    (3, 1) => -(1 << 29) - r.range(0, 300) as i32,
+                    _ => (beta[k] / s_out).round() as i32,
+                };
+                bias.push(b);
             }
             let mut y = vec![0i8; hw * c];
             let mut y_ref = vec![0i8; hw * c];
@@ -352,6 +385,24 @@ mod tests {
                 &i32_bytes(&bias),
             );
             assert_eq!(y, y_ref, "case {case}: table kernel vs reference");
+            // The histogram kernel of 32-bit targets, whatever this host runs.
+            let mut y_hist = vec![0i8; hw * c];
+            group_norm_hist(
+                &x,
+                c,
+                &mut y_hist,
+                groups,
+                in_zp,
+                out_zp,
+                eps_q32,
+                &i32_bytes(&mult),
+                &i32_bytes(&shift),
+                &i32_bytes(&bias),
+            );
+            assert_eq!(y_hist, y_ref, "case {case}: histogram kernel vs reference");
+            if case % 7 == 3 {
+                continue;
+            }
             let cg = c / groups;
             for g in 0..groups {
                 let vals: Vec<f64> = (0..hw)
