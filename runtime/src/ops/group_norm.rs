@@ -45,8 +45,64 @@ pub fn isqrt_u128(v: u128) -> u128 {
 pub fn group_scale(n: i64, s1: i64, s2: i64, eps_q32: u64) -> i128 {
     let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
     let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-    let r = isqrt_u128(vv);
-    ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128
+    let r = isqrt_fast(vv);
+    div_fast((1u128 << 78) + r / 2, r) as i128
+}
+
+/// [`isqrt_u128`] from a floating-point estimate made exact: the estimate is
+/// corrected by the integer remainder `v − s²` (its floating-point quotient by
+/// `2s`, at least one step) until `s² ≤ v < (s + 1)²` holds in integers, else
+/// the bit-by-bit root. Exactly `isqrt_u128(v)` for every `v` (the integer
+/// check decides); on 32-bit targets a few hundred instructions instead of
+/// thousands.
+pub fn isqrt_fast(v: u128) -> u128 {
+    if v >= 1 << 124 {
+        return isqrt_u128(v);
+    }
+    // s ≤ 2^62 + a few units: s² and 2s + 1 fit.
+    let mut s = libm::sqrt(v as f64) as u128;
+    for _ in 0..8 {
+        let sq = s * s;
+        if sq > v {
+            let e = sq - v;
+            s -= ((e as f64 / (2.0 * s as f64)) as u128).clamp(1, s);
+        } else {
+            let e = v - sq;
+            if e <= 2 * s {
+                return s;
+            }
+            s += ((e as f64 / (2.0 * s as f64 + 1.0)) as u128).max(1);
+        }
+    }
+    isqrt_u128(v)
+}
+
+/// `⌊a/b⌋` (0 for `b = 0`) from a floating-point estimate made exact: the
+/// integer remainder `a − q·b` corrects the estimate (by its floating-point
+/// quotient by `b`, at least one step) until it lies in `[0, b)`; else the
+/// plain division. Exactly `a / b` for every input (the integer check
+/// decides); the estimate path for `a < 2^120`, `b < 2^64`.
+pub fn div_fast(a: u128, b: u128) -> u128 {
+    if b == 0 {
+        return 0;
+    }
+    if a >= 1 << 120 || b >= 1 << 64 {
+        return a / b;
+    }
+    let mut q = (a as f64 / b as f64) as u128;
+    for _ in 0..8 {
+        let Some(p) = q.checked_mul(b) else { break };
+        if p > a {
+            q -= (((p - a) as f64 / b as f64) as u128).clamp(1, q);
+        } else {
+            let e = a - p;
+            if e < b {
+                return q;
+            }
+            q += ((e as f64 / b as f64) as u128).max(1);
+        }
+    }
+    a / b
 }
 
 /// Divides by `2^s` rounding half away from zero.
@@ -306,6 +362,40 @@ mod tests {
                     .clamp(i32::MIN as i128, i32::MAX as i128) as i32;
                 assert_eq!(zv, want, "case {case} i {i}");
             }
+        }
+    }
+
+    /// The estimate-and-correct root and quotient equal the exact ones across
+    /// every magnitude, squares, their neighbours and the extremes included.
+    #[test]
+    fn fast_root_and_quotient_are_exact() {
+        let mut r = Rng(0x5e);
+        let mut vals = vec![0u128, 1, 2, 3, 4, u128::MAX, 1 << 124, (1 << 124) - 1, 1 << 78];
+        for bits in 1..128u32 {
+            let base =
+                (r.next() as u128) << 96 | (r.next() as u128) << 64 | (r.next() as u128) << 32;
+            let v = (base | r.next() as u128) >> (128 - bits);
+            vals.push(v);
+            let sq = (v >> (bits / 2 + 1)) * (v >> (bits / 2 + 1));
+            vals.extend([sq, sq.wrapping_sub(1), sq + 1]);
+        }
+        for &v in &vals {
+            assert_eq!(isqrt_fast(v), isqrt_u128(v), "isqrt {v}");
+            for &b in vals.iter().step_by(7) {
+                let want = v.checked_div(b).unwrap_or(0);
+                assert_eq!(div_fast(v, b), want, "{v} / {b}");
+            }
+        }
+        for _ in 0..20_000 {
+            let n = r.range(1, 1 << 24);
+            let s1 = r.range(-(1 << 30), 1 << 30);
+            let s2 = (s1 as i128 * s1 as i128 / n as i128) as i64 + r.range(0, 1 << 30);
+            let eps = [0u64, 1, 1 << 20, 1 << 56][(r.next() % 4) as usize];
+            let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
+            let vv = (d << 32) + eps as u128 * (n as u128 * n as u128);
+            let root = isqrt_u128(vv);
+            let want = ((1u128 << 78) + root / 2).checked_div(root).unwrap_or(0) as i128;
+            assert_eq!(group_scale(n, s1, s2, eps), want, "n {n} s1 {s1} s2 {s2} eps {eps}");
         }
     }
 
