@@ -318,11 +318,12 @@ pub fn add_portable<A: Elem, B: Elem, Y: Elem>(
 /// - a right shift (`shift < 0`): [`OutRq`](super::im2col::OutRq)'s 64-bit form,
 ///   `c = 2^31`, `sh = ls`, and `zp·2^e1` added to the high word (exact while it
 ///   cannot wrap: the high word lies within `±(2^30 + 2^29 + 1)`);
-/// - no shift (`shift = 0`, inputs only, `zp = 0`, `ls ≤ 15`): SRDHM alone is
-///   `⌊(P + 2^30)/2^31⌋` for both signs of `P = x·m` (gemmlowp's nudge for
-///   negative `P` with truncation is the same floor), i.e. the high word of
-///   `(2x)·m + 2^31` (`|2x| ≤ 2^31` for int16 `x` and `ls ≤ 15`): `sh = ls + 1`,
-///   `c = 0`, `e1 = 0`.
+/// - no shift (`shift = 0`, `input`: `|x| ≤ 2^15` before the shift by
+///   `ls ≤ 15`): SRDHM alone is `⌊(P + 2^30)/2^31⌋` for both signs of
+///   `P = x·m` (gemmlowp's nudge for negative `P` with truncation is the same
+///   floor), i.e. the high word of `(2x)·m + 2^31` (`|2x| ≤ 2^31`): `sh = ls + 1`,
+///   `c = 0`, `e1 = 0`, and `zp` added to the high word (`|zp| < 2^29`; the
+///   high word is at most `2^30`).
 ///
 /// `None` for other parameters (a left shift, a negative multiplier).
 pub fn add_stage(mult: i32, shift: i32, zp: i32, ls: i32, input: bool) -> Option<[i32; 6]> {
@@ -330,7 +331,8 @@ pub fn add_stage(mult: i32, shift: i32, zp: i32, ls: i32, input: bool) -> Option
         return None;
     }
     if shift == 0 {
-        return (input && zp == 0).then_some([mult, i32::MIN, 0, 0, 0, ls + 1]);
+        let z_ok = (zp as i64).abs() < (1 << 29) - 2;
+        return (input && z_ok).then_some([mult, i32::MIN, zp, 0, 0, ls + 1]);
     }
     let (kpos, m, e1) = super::im2col::OutRq::new(mult, shift).fast_parts()?;
     let z = (zp as i64) << e1;
@@ -624,6 +626,36 @@ pub fn concat_one<X: Elem, Y: Elem>(
     }
     let rq = Rq::new(mult, shift);
     let pixels = (X::count(x) / c_in).min(Y::count(y) / c_out);
+    let runs = (0..pixels).map(|px| {
+        let xr = px * c_in * X::BYTES..(px + 1) * c_in * X::BYTES;
+        let yr = (px * c_out + c_off) * Y::BYTES..(px * c_out + c_off + c_in) * Y::BYTES;
+        (xr, yr)
+    });
+    if c_off + c_in <= c_out && X::BYTES == Y::BYTES && mult == 0 && in_zp == out_zp {
+        // Equal scales and zero points, same type: each pixel's run is copied.
+        for (xr, yr) in runs {
+            if let (Some(xs), Some(ys)) = (x.get(xr), y.get_mut(yr)) {
+                ys.copy_from_slice(xs);
+            }
+        }
+        return;
+    }
+    // The usual multipliers: out_zp + mbqm(v) as one 64-bit multiply-add
+    // ([`add_stage`]; |mbqm(v)| ≤ |v| here, so the saturating add is exact).
+    const RUN: usize = 128;
+    let stage = if mult == 0 { None } else { add_stage(mult, shift, out_zp, 0, true) };
+    if let Some(k) = stage.filter(|_| c_off + c_in <= c_out && c_in <= RUN) {
+        let mut buf = [0i32; RUN];
+        for (xr, yr) in runs {
+            if let (Some(xs), Some(ys)) = (x.get(xr), y.get_mut(yr)) {
+                for (o, v) in buf.iter_mut().zip(X::iter(xs)) {
+                    *o = add_stage_apply(&k, v - in_zp).clamp(Y::MIN, Y::MAX);
+                }
+                Y::put_all(ys, buf.get(..c_in).unwrap_or(&[]));
+            }
+        }
+        return;
+    }
     for px in 0..pixels {
         for k in 0..c_in {
             let v = X::get(x, px * c_in + k) - in_zp;
@@ -936,7 +968,7 @@ mod tests {
             };
             let shift = if input && i % 3 == 0 { 0 } else { -(r.range(1, 31) as i32) };
             let ls = if input { r.range(0, 15) as i32 } else { 0 };
-            let zp = if input { 0 } else { r.range(-128, 127) as i32 };
+            let zp = if input && i % 4 == 0 { 0 } else { r.range(-128, 127) as i32 };
             let x = if input {
                 match i % 7 {
                     0 => [-32768, 32767, 0, -1][(i / 2 % 4) as usize],
@@ -946,7 +978,7 @@ mod tests {
                 (r.next() as i32) >> (i % 31)
             };
             let Some(k) = add_stage(mult, shift, zp, ls, input) else {
-                assert!(!input && (zp.abs() as i64) << (-shift - 1) >= (1 << 29) - 2, "refused");
+                assert!(shift < 0 && (zp.abs() as i64) << (-shift - 1) >= (1 << 29) - 2, "refused");
                 continue;
             };
             let want = zp.wrapping_add(mbqm(x.wrapping_shl(ls as u32), mult, shift));
@@ -1027,6 +1059,60 @@ mod tests {
             case::<E16, E8, E16>(&mut r, &p);
             case::<E16, E16, E8>(&mut r, &p);
             case::<E16, E16, E16>(&mut r, &p);
+        }
+    }
+
+    /// CONCAT's fast paths (run copy, one 64-bit multiply-add) against the
+    /// definition, `clamp(out_zp ⊕ mbqm(q − in_zp))`, for every type pair,
+    /// zero multipliers, shift 0, right and left shifts and negative multipliers.
+    #[test]
+    fn concat_one_matches_definition() {
+        fn case<X: Elem, Y: Elem>(r: &mut Rng, case: u32) {
+            let (hw, c_in) = (r.range(1, 6) as usize, r.range(1, 20) as usize);
+            let c_off = r.range(0, 5) as usize;
+            let c_out = c_off + c_in + r.range(0, 3) as usize;
+            let xv: Vec<i32> =
+                (0..hw * c_in).map(|_| r.range(X::MIN as i64, X::MAX as i64) as i32).collect();
+            let mut x = vec![0u8; hw * c_in * X::BYTES];
+            for (i, &v) in xv.iter().enumerate() {
+                X::put(&mut x, i, v);
+            }
+            let zp = |r: &mut Rng, e: usize| if e == 2 { 0 } else { r.range(-128, 127) as i32 };
+            let (in_zp, out_zp) = (zp(r, X::BYTES), zp(r, Y::BYTES));
+            let (in_zp, out_zp) = if case % 5 == 0 { (in_zp, in_zp) } else { (in_zp, out_zp) };
+            let (mult, shift) = match case % 6 {
+                0 => (0, 0),
+                1 => (1 << 30, 0),
+                2 => quantize_multiplier(0.5 + r.f64() * 0.49),
+                3 => quantize_multiplier(3.0 + r.f64() * 100.0),
+                4 => quantize_multiplier(-0.3),
+                _ => quantize_multiplier(r.f64() * 0.01 + 1e-4),
+            };
+            let fill = r.range(-100, 100) as u8;
+            let mut y = vec![fill; hw * c_out * Y::BYTES];
+            let mut want = y.clone();
+            concat_one::<X, Y>(&x, c_in, &mut y, c_out, c_off, in_zp, out_zp, mult, shift);
+            for p in 0..hw {
+                for k in 0..c_in {
+                    let v = xv[p * c_in + k] - in_zp;
+                    let o = if mult == 0 {
+                        v + out_zp
+                    } else {
+                        out_zp.saturating_add(mbqm(v, mult, shift))
+                    };
+                    Y::put(&mut want, p * c_out + c_off + k, o.clamp(Y::MIN, Y::MAX));
+                }
+            }
+            assert_eq!(y, want, "case {case}: mult {mult} shift {shift} zp {in_zp} {out_zp}");
+        }
+        let mut r = Rng(0xc1);
+        for i in 0..4000u32 {
+            match i % 4 {
+                0 => case::<E8, E8>(&mut r, i / 4),
+                1 => case::<E8, E16>(&mut r, i / 4),
+                2 => case::<E16, E8>(&mut r, i / 4),
+                _ => case::<E16, E16>(&mut r, i / 4),
+            }
         }
     }
 
