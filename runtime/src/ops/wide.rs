@@ -413,55 +413,81 @@ mod add_dsp {
         ) else {
             return false;
         };
+        // One loop over n elements: a from r0, b' from the `bpart` instructions
+        // (r1 their pointer, r12 the value), y to r8; k (r10) rewound by
+        // `rewind` bytes per element.
+        macro_rules! run {
+            ($a:expr, $b:expr, $y:expr, $n:expr, $k:expr, $rewind:literal, $sat:literal, $st:literal, $($bpart:expr),+) => {
+                // SAFETY: n ≥ 1 iterations, each reading one element of `a`, one
+                // of b' (int16 `b` or the i32 table, at least n of either) and
+                // writing one of `y` (n elements of Y), all checked by the
+                // caller; `k` is read `rewind` bytes per iteration and rewound.
+                // Every operand is an explicit register, so r6 and r7 hold none;
+                // they are saved and restored. r2-r5 are clobbered; the flags are
+                // not relied on outside the block.
+                unsafe {
+                    core::arch::asm!(
+                        "push {{r6, r7}}",
+                        "2:",
+                        "ldrsh r11, [r0], #2",
+                        stage!("r11"),
+                        $($bpart,)+
+                        "add r11, r11, r12",
+                        stage!("r11"),
+                        concat!("sub r10, r10, #", $rewind),
+                        $sat,
+                        $st,
+                        "subs r9, r9, #1",
+                        "bne 2b",
+                        "pop {{r6, r7}}",
+                        inout("r0") $a => _,
+                        inout("r1") $b => _,
+                        inout("r8") $y => _,
+                        inout("r9") $n => _,
+                        inout("r10") $k => _,
+                        out("r11") _,
+                        out("r12") _,
+                        out("r2") _,
+                        out("r3") _,
+                        out("r4") _,
+                        out("r5") _,
+                    )
+                }
+            };
+        }
         if !broadcast {
             let kb = add_stage(p.b_mult, p.b_shift, 0, ls, true);
             let Some(kb) = kb.filter(|_| B::BYTES == 2 && p.b_zp == 0 && b.len() / 2 == n) else {
                 return false;
             };
             let k: [[i32; 6]; 3] = [ka, kb, ko];
-            macro_rules! run {
-                ($sat:literal, $st:literal) => {
-                    // SAFETY: n ≥ 1 iterations, each reading one element of `a` and
-                    // of `b` (n each) and writing one of `y` (n elements of Y), all
-                    // checked above; `k` is read 72 bytes per iteration and
-                    // rewound. Every operand is an explicit register, so r6 and r7
-                    // hold none; they are saved and restored. r2-r5 are clobbered;
-                    // the flags are not relied on outside the block.
-                    unsafe {
-                        core::arch::asm!(
-                            "push {{r6, r7}}",
-                            "2:",
-                            "ldrsh r11, [r0], #2",
-                            "ldrsh r12, [r1], #2",
-                            stage!("r11"),
-                            stage!("r12"),
-                            "add r11, r11, r12",
-                            stage!("r11"),
-                            "sub r10, r10, #72",
-                            $sat,
-                            $st,
-                            "subs r9, r9, #1",
-                            "bne 2b",
-                            "pop {{r6, r7}}",
-                            inout("r0") a.as_ptr() => _,
-                            inout("r1") b.as_ptr() => _,
-                            inout("r8") y.as_mut_ptr() => _,
-                            inout("r9") n => _,
-                            inout("r10") k.as_ptr() => _,
-                            out("r11") _,
-                            out("r12") _,
-                            out("r2") _,
-                            out("r3") _,
-                            out("r4") _,
-                            out("r5") _,
-                        )
-                    }
-                };
-            }
+            let (ap, bp, yp, kp) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr(), k.as_ptr());
             if Y::BYTES == 2 {
-                run!("ssat r11, #16, r11", "strh r11, [r8], #2");
+                run!(
+                    ap,
+                    bp,
+                    yp,
+                    n,
+                    kp,
+                    "72",
+                    "ssat r11, #16, r11",
+                    "strh r11, [r8], #2",
+                    "ldrsh r12, [r1], #2",
+                    stage!("r12")
+                );
             } else {
-                run!("ssat r11, #8, r11", "strb r11, [r8], #1");
+                run!(
+                    ap,
+                    bp,
+                    yp,
+                    n,
+                    kp,
+                    "72",
+                    "ssat r11, #8, r11",
+                    "strb r11, [r8], #1",
+                    "ldrsh r12, [r1], #2",
+                    stage!("r12")
+                );
             }
             return true;
         }
@@ -478,47 +504,31 @@ mod add_dsp {
         }
         let k: [[i32; 6]; 2] = [ka, ko];
         for (apx, ypx) in a.chunks_exact(2 * c).zip(y.chunks_exact_mut(c * Y::BYTES)) {
-            macro_rules! run {
-                ($sat:literal, $st:literal) => {
-                    // SAFETY: c ≥ 1 iterations, each reading one element of the
-                    // pixel's `a` (c elements) and of `tb` (c ≤ CMAX words) and
-                    // writing one of the pixel's `y` (c elements of Y); `k` is read
-                    // 48 bytes per iteration and rewound. Every operand is an
-                    // explicit register; r6 and r7 are saved and restored; r2-r5
-                    // are clobbered; flags are not relied on outside the block.
-                    unsafe {
-                        core::arch::asm!(
-                            "push {{r6, r7}}",
-                            "2:",
-                            "ldrsh r11, [r0], #2",
-                            stage!("r11"),
-                            "ldr r2, [r1], #4",
-                            "add r11, r11, r2",
-                            stage!("r11"),
-                            "sub r10, r10, #48",
-                            $sat,
-                            $st,
-                            "subs r9, r9, #1",
-                            "bne 2b",
-                            "pop {{r6, r7}}",
-                            inout("r0") apx.as_ptr() => _,
-                            inout("r1") tb.as_ptr() => _,
-                            inout("r8") ypx.as_mut_ptr() => _,
-                            inout("r9") c => _,
-                            inout("r10") k.as_ptr() => _,
-                            out("r11") _,
-                            out("r2") _,
-                            out("r3") _,
-                            out("r4") _,
-                            out("r5") _,
-                        )
-                    }
-                };
-            }
+            let (ap, tp, yp, kp) = (apx.as_ptr(), tb.as_ptr(), ypx.as_mut_ptr(), k.as_ptr());
             if Y::BYTES == 2 {
-                run!("ssat r11, #16, r11", "strh r11, [r8], #2");
+                run!(
+                    ap,
+                    tp,
+                    yp,
+                    c,
+                    kp,
+                    "48",
+                    "ssat r11, #16, r11",
+                    "strh r11, [r8], #2",
+                    "ldr r12, [r1], #4"
+                );
             } else {
-                run!("ssat r11, #8, r11", "strb r11, [r8], #1");
+                run!(
+                    ap,
+                    tp,
+                    yp,
+                    c,
+                    kp,
+                    "48",
+                    "ssat r11, #8, r11",
+                    "strb r11, [r8], #1",
+                    "ldr r12, [r1], #4"
+                );
             }
         }
         true
