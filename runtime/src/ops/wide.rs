@@ -417,7 +417,7 @@ mod add_dsp {
         // (r1 their pointer, r12 the value), y to r8; k (r10) rewound by
         // `rewind` bytes per element.
         macro_rules! run {
-            ($a:expr, $b:expr, $y:expr, $n:expr, $k:expr, $rewind:literal, $sat:literal, $st:literal, $($bpart:expr),+) => {
+            (@y $sat:literal, $st:literal, $a:expr, $b:expr, $y:expr, $n:expr, $k:expr, $rewind:literal, $($bpart:expr),+) => {
                 // SAFETY: n ≥ 1 iterations, each reading one element of `a`, one
                 // of b' (int16 `b` or the i32 table, at least n of either) and
                 // writing one of `y` (n elements of Y), all checked by the
@@ -454,6 +454,13 @@ mod add_dsp {
                     )
                 }
             };
+            ($($args:tt)*) => {
+                if Y::BYTES == 2 {
+                    run!(@y "ssat r11, #16, r11", "strh r11, [r8], #2", $($args)*)
+                } else {
+                    run!(@y "ssat r11, #8, r11", "strb r11, [r8], #1", $($args)*)
+                }
+            };
         }
         if !broadcast {
             let kb = add_stage(p.b_mult, p.b_shift, 0, ls, true);
@@ -462,33 +469,7 @@ mod add_dsp {
             };
             let k: [[i32; 6]; 3] = [ka, kb, ko];
             let (ap, bp, yp, kp) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr(), k.as_ptr());
-            if Y::BYTES == 2 {
-                run!(
-                    ap,
-                    bp,
-                    yp,
-                    n,
-                    kp,
-                    "72",
-                    "ssat r11, #16, r11",
-                    "strh r11, [r8], #2",
-                    "ldrsh r12, [r1], #2",
-                    stage!("r12")
-                );
-            } else {
-                run!(
-                    ap,
-                    bp,
-                    yp,
-                    n,
-                    kp,
-                    "72",
-                    "ssat r11, #8, r11",
-                    "strb r11, [r8], #1",
-                    "ldrsh r12, [r1], #2",
-                    stage!("r12")
-                );
-            }
+            run!(ap, bp, yp, n, kp, "72", "ldrsh r12, [r1], #2", stage!("r12"));
             return true;
         }
         // Broadcast: b' per channel once (the portable formula), then per pixel
@@ -505,31 +486,7 @@ mod add_dsp {
         let k: [[i32; 6]; 2] = [ka, ko];
         for (apx, ypx) in a.chunks_exact(2 * c).zip(y.chunks_exact_mut(c * Y::BYTES)) {
             let (ap, tp, yp, kp) = (apx.as_ptr(), tb.as_ptr(), ypx.as_mut_ptr(), k.as_ptr());
-            if Y::BYTES == 2 {
-                run!(
-                    ap,
-                    tp,
-                    yp,
-                    c,
-                    kp,
-                    "48",
-                    "ssat r11, #16, r11",
-                    "strh r11, [r8], #2",
-                    "ldr r12, [r1], #4"
-                );
-            } else {
-                run!(
-                    ap,
-                    tp,
-                    yp,
-                    c,
-                    kp,
-                    "48",
-                    "ssat r11, #8, r11",
-                    "strb r11, [r8], #1",
-                    "ldr r12, [r1], #4"
-                );
-            }
+            run!(ap, tp, yp, c, kp, "48", "ldr r12, [r1], #4");
         }
         true
     }
