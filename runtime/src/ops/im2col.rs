@@ -781,7 +781,11 @@ pub fn conv2d_im2col_to<Y: Elem>(
                     }
                     // The sums start from the bias (as in `channels_part`).
                     let mut acc = if ch == 0 { [*b; PIX] } else { *pj };
-                    kern::dot5(&col, wc, nb, &mut acc);
+                    match acc.first_mut() {
+                        // A last group of one pixel (e.g. 14×14 = 39·5 + 1): its column only.
+                        Some(a0) if valid == 1 => kern::dot1(&col, wc, nb, a0),
+                        _ => kern::dot5(&col, wc, nb, &mut acc),
+                    }
                     if !last {
                         *pj = acc;
                         continue;
@@ -952,6 +956,18 @@ mod generic {
                     *a += lo(u) * w0 + hi(u) * w2 + lo(v) * w1 + hi(v) * w3;
                 }
             }
+        }
+    }
+
+    /// [`dot5`] for pixel 0's column alone (a last group of one pixel), over
+    /// `nb` blocks (no sentinel needed).
+    pub fn dot1(col: &[u32], w: &[i8], nb: usize, acc: &mut i32) {
+        let lo = |v: u32| v as u16 as i16 as i32;
+        let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+        for (c, wq) in col.chunks(GW).zip(w.chunks_exact(4)).take(nb * KB / 4) {
+            let (&[u, v, ..], &[w0, w1, w2, w3]) = (c, wq) else { return };
+            let (w0, w1, w2, w3) = (w0 as i32, w1 as i32, w2 as i32, w3 as i32);
+            *acc = acc.wrapping_add(lo(u) * w0 + hi(u) * w2 + lo(v) * w1 + hi(v) * w3);
         }
     }
 }
@@ -1164,6 +1180,43 @@ mod dsp {
                 "ldm lr!, {{r0-r4}}\n",
             )
         };
+    }
+
+    /// As `generic::dot1`: per group of 4 elements one weight word, two
+    /// `SXTB16`, one `LDRD` of the pixel's two column words and two `SMLAD`s.
+    #[inline(always)]
+    pub fn dot1(col: &[u32], w: &[i8], nb: usize, acc: &mut i32) {
+        let ng = nb * KB / 4;
+        if ng == 0 || col.len() < (ng - 1) * GW + 2 || w.len() < 4 * ng {
+            return super::generic::dot1(col, w, nb, acc);
+        }
+        let mut a = *acc;
+        // SAFETY: ng ≥ 1 iterations, reading 4 weight bytes (unaligned LDR) and
+        // column words g·GW, g·GW + 1 (LDRD: `col` is word-aligned) for g < ng,
+        // all in bounds (checked above); flags are not relied on outside.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {t}, [{w}], #4",
+                "ldrd {x0}, {x1}, [{c}], #40",
+                "sxtb16 {u}, {t}",
+                "sxtb16 {t}, {t}, ror #8",
+                "smlad {a}, {x0}, {u}, {a}",
+                "smlad {a}, {x1}, {t}, {a}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                w = inout(reg) w.as_ptr() => _,
+                c = inout(reg) col.as_ptr() => _,
+                n = inout(reg) ng => _,
+                a = inout(reg) a,
+                t = out(reg) _,
+                u = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                options(nostack, readonly),
+            )
+        };
+        *acc = a;
     }
 
     /// As `generic::dot5`: 16 elements × 5 pixels per iteration (4 groups), the
