@@ -219,7 +219,7 @@ fn engine<T: Copy + Default>(
                 if all_fast {
                     // OutRq::apply's fast arm, channel-wise (vectorizable).
                     let consts = kb.iter().zip(&kp).zip(km.iter().zip(&ke));
-                    for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(&sums).zip(consts) {
+                    for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(&sums).zip(consts).take(cn) {
                         let a = b.wrapping_add(s);
                         let k = p + (a & i32::MIN) as i64;
                         *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
