@@ -888,6 +888,14 @@ fn wide(
         })
     };
     let mut store = store;
+    // x86_64 with AVX2: 3×3 stride-1 windows by Winograd F(2×2, 3×3).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if super::winograd::applicable(in_shape, p) {
+        // SAFETY: `applicable` checked that the CPU supports AVX2.
+        return unsafe {
+            super::winograd::run_avx2(x, in_shape, [oh, ow, oc], p, w, bias, mult, shift, &mut store)
+        };
+    }
     // CPUs with SDOT: raw int8 columns (padding in_zp), in_zp·Σw off the biases.
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
     {

@@ -1,0 +1,553 @@
+//! Winograd F(2×2, 3×3) for int8-input 3×3 stride-1 convolutions on x86_64 hosts
+//! with AVX2 (the `std` feature), bit-identical to the direct convolution.
+//!
+//! Each 2×2 block of outputs ("tile") comes from a 4×4 input patch `d` (values
+//! `x − in_zp`, 0 outside the input) and each channel's 3×3 kernel `g`:
+//! `Y = Aᵀ[(G'gG'ᵀ) ⊙ (BᵀdB)]A` with `G' = 2G` so that every factor is an integer:
+//!
+//! ```text
+//! Bᵀ = [1  0 −1  0]    G' = [2  0  0]    Aᵀ = [1  1  1  0]
+//!      [0  1  1  0]         [1  1  1]         [0  1 −1 −1]
+//!      [0 −1  1  0]         [1 −1  1]
+//!      [0  1  0 −1]         [0  0  2]
+//! ```
+//!
+//! so `Y = 4·S` where `S` is the direct sum `Σ(x − in_zp)·w` of each output. The
+//! 16 products per tile and input channel replace 36 (2.25× fewer multiplies).
+//! Everything is integer: `|BᵀdB| ≤ 4·255 = 1020` and `|G'gG'ᵀ| ≤ 9·128 = 1152`
+//! fit i16, so the element-wise products are `VPMADDWD` pairs summed over the
+//! input channels, and all additions are i32 and wrapping. Wrapping sums are exact
+//! modulo 2³², so `Y ≡ 4S (mod 2³²)`; [`applicable`] requires
+//! `|S| ≤ 9·ic·255·128 < 2²⁹`, so `4S` is itself an i32 and `S = Y >> 2` exactly.
+//! Bias and requantization are then [`super::hostconv`]'s, so the outputs equal the
+//! reference kernel's bit for bit.
+//!
+//! Loop order: the transformed weights of as many output channels as fit
+//! [`UWORDS`] (at least one panel of 16), then per group of [`TG`] tiles the
+//! transformed patches once, then per panel of 16 channels and per patch
+//! position a `VPMADDWD` outer product (each tile's channel pair broadcast against
+//! the panel's 16 channel pairs), the output transform on 16-channel vectors,
+//! requantization and `store`.
+//!
+//! Stack: 64 KiB of transformed weights, 16 KiB of transformed patches (input
+//! channels up to [`ICMAX`]), 4 KiB of sums.
+
+use super::conv2d::Conv2dParams;
+use super::im2col::OutRq;
+use super::le_i32;
+
+/// Largest input channel count handled.
+pub const ICMAX: usize = 128;
+/// Output channels per panel.
+const PANEL: usize = 16;
+/// Tiles per group.
+const TG: usize = 4;
+/// Most output channels per block.
+const BLOCK: usize = 64;
+/// i16 words of transformed weights held at once: 16 positions × `ICMAX` ×
+/// [`PANEL`] (one panel at `ICMAX` input channels).
+const UWORDS: usize = 16 * ICMAX * PANEL;
+
+/// Whether [`run_avx2`] handles this convolution (and the CPU has AVX2).
+pub fn applicable(in_shape: [usize; 3], p: &Conv2dParams) -> bool {
+    let ic = in_shape[2];
+    // |S| ≤ 9·ic·255·128 < 2^29 holds for every ic ≤ ICMAX.
+    p.kh == 3
+        && p.kw == 3
+        && p.sh == 1
+        && p.sw == 1
+        && (1..=ICMAX).contains(&ic)
+        && (-128..=127).contains(&p.in_zp)
+        && std::is_x86_feature_detected!("avx2")
+}
+
+/// The convolution of `x` (`in_shape`, HWC int8) to `out_shape` by Winograd
+/// F(2×2, 3×3): `store(q, c0, v)` receives, for output pixel `q` and channels
+/// `c0 .. c0 + v.len()`, `v[j] = mbqm(bias[o] + Σ(x − in_zp)·w, mult[o], shift[o])`
+/// with `o = c0 + j`, as [`super::hostconv::run`]'s. Does nothing unless
+/// [`applicable`].
+///
+/// # Safety
+/// The CPU must support AVX2 ([`applicable`] checks).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn run_avx2(
+    x: &[i8],
+    in_shape: [usize; 3],
+    [oh, ow, oc]: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    mut store: impl FnMut(usize, usize, &[i32]),
+) {
+    let [h, wd, ic] = in_shape;
+    if !applicable(in_shape, p) || oc == 0 || oh == 0 || ow == 0 {
+        return;
+    }
+    let pairs = ic.div_ceil(2);
+    // Words per panel: 16 positions × pairs × PANEL lanes × 2.
+    let per_panel = 16 * pairs * PANEL * 2;
+    let block = ((UWORDS / per_panel).max(1) * PANEL).min(BLOCK);
+    let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+    let tiles = th * tw;
+    let mut u = [0i16; UWORDS];
+    let mut v = [[[0i16; ICMAX]; TG]; 16];
+    let zp = p.in_zp as i16;
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = block.min(oc - c0);
+        let npan = cn.div_ceil(PANEL);
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { transform_weights(&mut u, w, ic, c0, cn, per_panel) };
+        // Requantization constants of the block.
+        let (mut rqs, mut kb) = ([OutRq::default(); BLOCK], [0i32; BLOCK]);
+        let (mut kp, mut km, mut ke) = ([0i64; BLOCK], [0i32; BLOCK], [0u32; BLOCK]);
+        let mut all_fast = true;
+        for (l, ((rq, b), ((p, m), e))) in rqs
+            .iter_mut()
+            .zip(kb.iter_mut())
+            .zip(kp.iter_mut().zip(km.iter_mut()).zip(ke.iter_mut()))
+            .enumerate()
+            .take(cn)
+        {
+            *rq = OutRq::new(le_i32(mult, c0 + l), le_i32(shift, c0 + l));
+            *b = le_i32(bias, c0 + l);
+            match rq.fast_parts() {
+                Some(f) => (*p, *m, *e) = f,
+                None => all_fast = false,
+            }
+        }
+        let mut t0 = 0;
+        while t0 < tiles {
+            for (t, vt) in (t0..t0 + TG).enumerate() {
+                let (ty, tx) = (vt / tw, vt % tw);
+                let (iy, ix) = (
+                    (2 * ty) as isize - p.pt as isize,
+                    (2 * tx) as isize - p.pl as isize,
+                );
+                // SAFETY: AVX2 is enabled in this function.
+                unsafe { transform_patch(&mut v, t, x, [h, wd, ic], (iy, ix), zp, vt < tiles) };
+            }
+            for (j, pan) in u.chunks_exact(per_panel).take(npan).enumerate() {
+                let p0 = c0 + j * PANEL;
+                let pn = PANEL.min(oc - p0);
+                let r = j * PANEL..j * PANEL + pn;
+                let (rqs, kb) = (rqs.get(r.clone()).unwrap_or(&[]), kb.get(r.clone()).unwrap_or(&[]));
+                let (kp, km) = (kp.get(r.clone()).unwrap_or(&[]), km.get(r.clone()).unwrap_or(&[]));
+                let ke = ke.get(r).unwrap_or(&[]);
+                let mut m = [[[0i32; PANEL]; TG]; 16];
+                for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v) {
+                    // SAFETY: AVX2 is enabled in this function.
+                    unsafe { outer(mp, up, vp, pairs) };
+                }
+                for t in 0..TG {
+                    let vt = t0 + t;
+                    if vt >= tiles {
+                        break;
+                    }
+                    let (ty, tx) = (vt / tw, vt % tw);
+                    let ys = output_transform(&m, t);
+                    for (dy, row) in ys.iter().enumerate() {
+                        for (dx, s4) in row.iter().enumerate() {
+                            let (oy, ox) = (2 * ty + dy, 2 * tx + dx);
+                            if oy >= oh || ox >= ow {
+                                continue;
+                            }
+                            // s4 = 4·S exactly (see the module notes).
+                            let mut vals = [0i32; PANEL];
+                            if all_fast {
+                                // OutRq::apply's fast arm, channel-wise (vectorizable).
+                                let consts = kb.iter().zip(kp).zip(km.iter().zip(ke));
+                                for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(s4).zip(consts) {
+                                    let a = b.wrapping_add(s >> 2);
+                                    let k = p + (a & i32::MIN) as i64;
+                                    *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
+                                }
+                            } else {
+                                for ((o, &s), (rq, &b)) in vals.iter_mut().zip(s4).zip(rqs.iter().zip(kb)) {
+                                    *o = rq.apply(b.wrapping_add(s >> 2));
+                                }
+                            }
+                            store(oy * ow + ox, p0, vals.get(..pn).unwrap_or(&[]));
+                        }
+                    }
+                }
+            }
+            t0 += TG;
+        }
+        c0 += cn;
+    }
+}
+
+/// Sixteen int8 values from `src[at..]` as i16 lanes: the first `n ≤ 16` from
+/// `src`, the rest `fill`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load16(src: &[i8], at: usize, n: usize, fill: i8) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::*;
+    match src.get(at..at + 16) {
+        // SAFETY: 16 bytes in bounds.
+        Some(s) if n >= 16 => _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(s.as_ptr().cast()) }),
+        _ => {
+            let mut b = [fill; 16];
+            let part = src.get(at..at + n.min(16)).unwrap_or(&[]);
+            b.iter_mut().zip(part).for_each(|(d, &v)| *d = v);
+            // SAFETY: b is 16 bytes.
+            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
+        }
+    }
+}
+
+/// Transformed weights `G'gG'ᵀ` of channels `c0 .. c0 + cn` into `u`: panel `j`
+/// (`per_panel` words), position `ξ`, pair `k`, lane `l`, half `t` at
+/// `j·per_panel + ((ξ·pairs + k)·PANEL + l)·2 + t`, for input channel `2k + t`
+/// (zero past `ic` and past the channels). Per 8 channels and 16 input channels
+/// the 16 positions are computed as i16 vectors over the input channels, then
+/// each position's 8×8 block of channel pairs is transposed into place.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transform_weights(u: &mut [i16], w: &[i8], ic: usize, c0: usize, cn: usize, per_panel: usize) {
+    use core::arch::x86_64::*;
+    let pairs = ic.div_ceil(2);
+    let npan = cn.div_ceil(PANEL);
+    let z = _mm256_setzero_si256();
+    for (j, pan) in u.chunks_exact_mut(per_panel).take(npan).enumerate() {
+        for l0 in [0, 8] {
+            for i0 in (0..ic).step_by(16) {
+                let n = 16.min(ic - i0);
+                // tmp[ξ][q]: position ξ of channel c0 + 16j + l0 + q, lanes i0 ..
+                let mut tmp = [[z; 8]; 16];
+                for q in 0..8 {
+                    let o = j * PANEL + l0 + q;
+                    if o >= cn {
+                        break;
+                    }
+                    let base = (c0 + o) * 9 * ic;
+                    let mut g = [z; 9];
+                    for (k, gk) in g.iter_mut().enumerate() {
+                        // SAFETY: AVX2 is enabled here.
+                        *gk = unsafe { load16(w, base + k * ic + i0, n, 0) };
+                    }
+                    // h = G'g by columns (hc[c][r]), then U = hG'ᵀ by rows.
+                    let [g0, g1, g2, g3, g4, g5, g6, g7, g8] = g;
+                    // SAFETY (g3x): AVX2 is enabled here.
+                    let hc = unsafe { [g3x(g0, g3, g6), g3x(g1, g4, g7), g3x(g2, g5, g8)] };
+                    for r in 0..4 {
+                        // SAFETY: AVX2 is enabled here.
+                        let row = unsafe { g3x(hc[0][r], hc[1][r], hc[2][r]) };
+                        for (c, &val) in row.iter().enumerate() {
+                            if let Some(Some(slot)) = tmp.get_mut(r * 4 + c).map(|t| t.get_mut(q)) {
+                                *slot = val;
+                            }
+                        }
+                    }
+                }
+                for (xi, rows) in tmp.iter().enumerate() {
+                    // rows[q] lane kk (i32) = pair kk of channel q; transpose.
+                    let t = transpose8(rows);
+                    for (kk, v) in t.iter().enumerate() {
+                        let k = i0 / 2 + kk;
+                        if k >= pairs {
+                            break;
+                        }
+                        let at = ((xi * pairs + k) * PANEL + l0) * 2;
+                        if let Some(d) = pan.get_mut(at..at + 16) {
+                            // SAFETY: d is 16 i16 (32 bytes).
+                            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), *v) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `G'·(a, b, c)ᵀ` on lane vectors: `(2a, a + b + c, a − b + c, 2c)`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn g3x(
+    a: core::arch::x86_64::__m256i,
+    b: core::arch::x86_64::__m256i,
+    c: core::arch::x86_64::__m256i,
+) -> [core::arch::x86_64::__m256i; 4] {
+    use core::arch::x86_64::*;
+    let s = _mm256_add_epi16(a, c);
+    [_mm256_add_epi16(a, a), _mm256_add_epi16(s, b), _mm256_sub_epi16(s, b), _mm256_add_epi16(c, c)]
+}
+
+/// 8×8 transpose of 32-bit elements.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose8(r: &[core::arch::x86_64::__m256i; 8]) -> [core::arch::x86_64::__m256i; 8] {
+    use core::arch::x86_64::*;
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = *r;
+    let (a0, a1) = (_mm256_unpacklo_epi32(r0, r1), _mm256_unpackhi_epi32(r0, r1));
+    let (a2, a3) = (_mm256_unpacklo_epi32(r2, r3), _mm256_unpackhi_epi32(r2, r3));
+    let (a4, a5) = (_mm256_unpacklo_epi32(r4, r5), _mm256_unpackhi_epi32(r4, r5));
+    let (a6, a7) = (_mm256_unpacklo_epi32(r6, r7), _mm256_unpackhi_epi32(r6, r7));
+    let (b0, b1) = (_mm256_unpacklo_epi64(a0, a2), _mm256_unpackhi_epi64(a0, a2));
+    let (b2, b3) = (_mm256_unpacklo_epi64(a1, a3), _mm256_unpackhi_epi64(a1, a3));
+    let (b4, b5) = (_mm256_unpacklo_epi64(a4, a6), _mm256_unpackhi_epi64(a4, a6));
+    let (b6, b7) = (_mm256_unpacklo_epi64(a5, a7), _mm256_unpackhi_epi64(a5, a7));
+    [
+        _mm256_permute2x128_si256(b0, b4, 0x20),
+        _mm256_permute2x128_si256(b1, b5, 0x20),
+        _mm256_permute2x128_si256(b2, b6, 0x20),
+        _mm256_permute2x128_si256(b3, b7, 0x20),
+        _mm256_permute2x128_si256(b0, b4, 0x31),
+        _mm256_permute2x128_si256(b1, b5, 0x31),
+        _mm256_permute2x128_si256(b2, b6, 0x31),
+        _mm256_permute2x128_si256(b3, b7, 0x31),
+    ]
+}
+
+/// Transformed patch `BᵀdB` of the tile whose input patch starts at `(iy, ix)`
+/// into slot `t` of `v` (every position, channels `..ic` rounded up to 16 with
+/// zeros; all zeros when `live` is false: a padding tile of the last group), as
+/// i16 vectors of 16 input channels.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn transform_patch(
+    v: &mut [[[i16; ICMAX]; TG]; 16],
+    t: usize,
+    x: &[i8],
+    [h, wd, ic]: [usize; 3],
+    (iy, ix): (isize, isize),
+    zp: i16,
+    live: bool,
+) {
+    use core::arch::x86_64::*;
+    let ic = ic.min(ICMAX);
+    // Offsets of the patch's 16 pixels in x (None: outside the input).
+    let mut base = [[None; 4]; 4];
+    for (r, br) in base.iter_mut().enumerate() {
+        for (c, b) in br.iter_mut().enumerate() {
+            let (yy, xx) = (iy + r as isize, ix + c as isize);
+            if live && yy >= 0 && (yy as usize) < h && xx >= 0 && (xx as usize) < wd {
+                *b = Some((yy as usize * wd + xx as usize) * ic);
+            }
+        }
+    }
+    let zv = _mm256_set1_epi16(zp);
+    let z = _mm256_setzero_si256();
+    for i0 in (0..ic).step_by(16) {
+        let n = 16.min(ic - i0);
+        // d[r][c] = x − zp (lanes past ic read zp: 0; outside the input 0).
+        let mut d = [[z; 4]; 4];
+        for (dr, br) in d.iter_mut().zip(&base) {
+            for (dc, bc) in dr.iter_mut().zip(br) {
+                if let Some(b) = *bc {
+                    // SAFETY: AVX2 is enabled here.
+                    *dc = _mm256_sub_epi16(unsafe { load16(x, b + i0, n, zp as i8) }, zv);
+                }
+            }
+        }
+        // e = Bᵀd (per column), then V = eB (per row).
+        let mut e = [[z; 4]; 4];
+        for c in 0..4 {
+            let [d0, d1, d2, d3] = [d[0][c], d[1][c], d[2][c], d[3][c]];
+            e[0][c] = _mm256_sub_epi16(d0, d2);
+            e[1][c] = _mm256_add_epi16(d1, d2);
+            e[2][c] = _mm256_sub_epi16(d2, d1);
+            e[3][c] = _mm256_sub_epi16(d1, d3);
+        }
+        for (r, &[e0, e1, e2, e3]) in e.iter().enumerate() {
+            let row = [
+                _mm256_sub_epi16(e0, e2),
+                _mm256_add_epi16(e1, e2),
+                _mm256_sub_epi16(e2, e1),
+                _mm256_sub_epi16(e1, e3),
+            ];
+            for (c, val) in row.iter().enumerate() {
+                let Some(Some(slot)) = v.get_mut(r * 4 + c).map(|p| p.get_mut(t)) else { continue };
+                if let Some(dst) = slot.get_mut(i0..i0 + 16) {
+                    // SAFETY: dst is 16 i16 (32 bytes).
+                    unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), *val) };
+                }
+            }
+        }
+    }
+}
+
+/// `m[t][l] = Σ_k v[t][2k]·u[k][l][0] + v[t][2k+1]·u[k][l][1]`: per pair `k` each
+/// tile's pair broadcast and `VPMADDWD` against the panel's 16 channel pairs.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn outer(
+    m: &mut [[i32; PANEL]; TG],
+    u: &[i16],
+    v: &[[i16; ICMAX]; TG],
+    pairs: usize,
+) {
+    use core::arch::x86_64::*;
+    let pairs = pairs.min(u.len() / (2 * PANEL)).min(ICMAX / 2);
+    let mut acc = [[_mm256_setzero_si256(); 2]; TG];
+    let up = u.as_ptr();
+    for k in 0..pairs {
+        // SAFETY: k < pairs bounds u's rows (2·PANEL words each) and each tile's
+        // ICMAX channels.
+        unsafe {
+            let w0 = _mm256_loadu_si256(up.add(k * 2 * PANEL).cast());
+            let w1 = _mm256_loadu_si256(up.add(k * 2 * PANEL + 16).cast());
+            for ([a0, a1], vt) in acc.iter_mut().zip(v) {
+                let b = _mm256_set1_epi32(vt.as_ptr().add(2 * k).cast::<i32>().read_unaligned());
+                *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(b, w0));
+                *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(b, w1));
+            }
+        }
+    }
+    for ([a0, a1], mt) in acc.iter().zip(m.iter_mut()) {
+        // SAFETY: each row is PANEL = 16 i32; unaligned stores.
+        unsafe {
+            _mm256_storeu_si256(mt.as_mut_ptr().cast(), *a0);
+            _mm256_storeu_si256(mt.as_mut_ptr().add(8).cast(), *a1);
+        }
+    }
+}
+
+/// `AᵀMA` of tile `t` (wrapping): the 2×2 outputs' `4·S`, per channel lane.
+#[inline(always)]
+fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize) -> [[[i32; PANEL]; 2]; 2] {
+    let at = |r: usize, c: usize| m.get(r * 4 + c).and_then(|p| p.get(t)).copied().unwrap_or([0; PANEL]);
+    let mut rr = [[[0i32; PANEL]; 4]; 2];
+    for c in 0..4 {
+        let [m0, m1, m2, m3] = [at(0, c), at(1, c), at(2, c), at(3, c)];
+        for l in 0..PANEL {
+            rr[0][c][l] = m0[l].wrapping_add(m1[l]).wrapping_add(m2[l]);
+            rr[1][c][l] = m1[l].wrapping_sub(m2[l]).wrapping_sub(m3[l]);
+        }
+    }
+    let mut y = [[[0i32; PANEL]; 2]; 2];
+    for (yr, r) in y.iter_mut().zip(&rr) {
+        for l in 0..PANEL {
+            yr[0][l] = r[0][l].wrapping_add(r[1][l]).wrapping_add(r[2][l]);
+            yr[1][l] = r[1][l].wrapping_sub(r[2][l]).wrapping_sub(r[3][l]);
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::quantize_multiplier;
+    use crate::ops::testutil::Rng;
+
+    /// Against the direct sums and MBQM, on random shapes (odd sizes, every
+    /// padding up to 2, input channels 1 ..= ICMAX, several channel blocks) and
+    /// extreme values (x − zp = ±255, weights −128).
+    #[test]
+    fn matches_direct_sums() {
+        if !std::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: the Winograd path is never taken here");
+            return;
+        }
+        let mut r = Rng(0x3a3);
+        for case in 0..500 {
+            let ic = match case % 5 {
+                0 => ICMAX,
+                1 => r.range(100, ICMAX as i64) as usize,
+                _ => r.range(1, 40) as usize,
+            };
+            let oc = match case % 4 {
+                0 => r.range(17, 140) as usize,
+                _ => r.range(1, 20) as usize,
+            };
+            let (h, wd) = (r.range(1, 11) as usize, r.range(1, 11) as usize);
+            let (pt, pl) = (r.range(0, 2) as usize, r.range(0, 2) as usize);
+            let (pb, pr) = (r.range(0, 2) as usize, r.range(0, 2) as usize);
+            if h + pt + pb < 3 || wd + pl + pr < 3 {
+                continue;
+            }
+            let (oh, ow) = (h + pt + pb - 2, wd + pl + pr - 2);
+            let extreme = case % 6 == 0;
+            let in_zp = if extreme { 127 } else { r.range(-128, 127) as i32 };
+            let x: Vec<i8> = (0..h * wd * ic)
+                .map(|_| if extreme { -128 } else { r.i8() })
+                .collect();
+            let w: Vec<i8> = (0..oc * 9 * ic)
+                .map(|_| if extreme && case % 12 == 0 { -128 } else { r.i8() })
+                .collect();
+            let bias: Vec<i32> = (0..oc).map(|_| r.range(-1 << 20, 1 << 20) as i32).collect();
+            let (mut mult, mut shift) = (vec![], vec![]);
+            for _ in 0..oc {
+                let real = match r.next() % 6 {
+                    0 => -(0.0005 + r.f64() * 0.01),
+                    1 => 1.0 + r.f64(),
+                    _ => 1e-6 + r.f64() * 1e-3,
+                };
+                let (m, s) = quantize_multiplier(real);
+                mult.push(m);
+                shift.push(s);
+            }
+            let b = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            let (bb, mb, sb) = (b(&bias), b(&mult), b(&shift));
+            let p = Conv2dParams {
+                kh: 3,
+                kw: 3,
+                sh: 1,
+                sw: 1,
+                pt,
+                pl,
+                in_zp,
+                out_zp: 0,
+                act_min: i32::MIN,
+                act_max: i32::MAX,
+            };
+            let mut want = vec![0i32; oh * ow * oc];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..oc {
+                        let mut s = 0i32;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) = (oy + ky, ox + kx);
+                                if iy < pt || ix < pl || iy - pt >= h || ix - pl >= wd {
+                                    continue;
+                                }
+                                for i in 0..ic {
+                                    let xv = x[((iy - pt) * wd + ix - pl) * ic + i] as i32 - in_zp;
+                                    s += xv * w[o * 9 * ic + (ky * 3 + kx) * ic + i] as i32;
+                                }
+                            }
+                        }
+                        want[(oy * ow + ox) * oc + o] =
+                            crate::ops::mbqm(bias[o].wrapping_add(s), mult[o], shift[o]);
+                    }
+                }
+            }
+            let mut got = vec![i32::MIN; oh * ow * oc];
+            let mut calls = 0;
+            // SAFETY: AVX2 is present (checked above).
+            unsafe {
+                run_avx2(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, |q, c0, v| {
+                    calls += 1;
+                    got[q * oc + c0..q * oc + c0 + v.len()].copy_from_slice(v);
+                })
+            };
+            assert!(calls >= oh * ow, "case {case}: every output pixel stored");
+            assert_eq!(got, want, "case {case}: {h}x{wd}x{ic} -> {oh}x{ow}x{oc}, pad {pt},{pl}");
+        }
+    }
+}
