@@ -59,10 +59,16 @@ pub fn run(
         return unsafe { run_avx2(npix, ksz, oc, w, bias, mult, shift, fill, store) };
     }
     #[cfg(target_arch = "aarch64")]
-    return engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_neon);
+    return engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_neon, NO_PANEL);
     #[cfg(not(target_arch = "aarch64"))]
-    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_plain)
+    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_plain, NO_PANEL)
 }
+
+/// A panel kernel: `(panel, columns, pairs, sums)`, see [`panel_avx2`].
+type PanelFn<T> = fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; PANEL]; WPIX]);
+
+/// No panel kernel: the engine runs the pair kernel only.
+const NO_PANEL: Option<PanelFn<i16>> = None;
 
 /// The engine on raw int8 columns for CPUs with the dot-product extension
 /// (aarch64 `SDOT`: Cortex-A76 and later, such as the Raspberry Pi 5's):
@@ -112,9 +118,10 @@ unsafe fn run_sdot(
     store: impl FnMut(usize, usize, &[i32]),
 ) {
     // SAFETY (of the kernel calls): the dot-product extension is enabled here.
+    let no_panel: Option<PanelFn<i8>> = None;
     engine(npix, ksz, oc, w, bias, mult, shift, zp, fill, store, |c, w0, w1, a| unsafe {
         dot2_sdot(c, w0, w1, a)
-    })
+    }, no_panel)
 }
 
 /// [`engine`] compiled for AVX2 with the AVX2 column kernel.
@@ -136,9 +143,13 @@ unsafe fn run_avx2(
     store: impl FnMut(usize, usize, &[i32]),
 ) {
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
+    // SAFETY (of the kernel calls): AVX2 is enabled in this function.
+    let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; PANEL]; WPIX]| unsafe {
+        panel_avx2(p, c, n, s)
+    };
     engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, |c, w0, w1, a| unsafe {
         dot2_avx2(c, w0, w1, a)
-    })
+    }, Some(panel))
 }
 
 /// The engine over columns of `T` (i16 `x − in_zp` with `zp = 0`, or raw int8
@@ -158,11 +169,15 @@ fn engine<T: Copy + Default>(
     mut fill: impl FnMut(usize, usize, usize, &mut [T; KC]),
     mut store: impl FnMut(usize, usize, &[i32]),
     dot2: impl Fn(&[[T; KC]; WPIX], &[i8], &[i8], &mut Pair),
+    panel: Option<impl Fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; PANEL]; WPIX])>,
 ) {
     if oc == 0 || ksz == 0 || npix == 0 {
         return;
     }
     let chunks = ksz.div_ceil(KC);
+    let panel = panel.filter(|_| ksz <= PANEL_KSZ || (ksz <= KC && (8..=PANEL).contains(&oc)));
+    let pairs = ksz.div_ceil(2);
+    let mut wbuf = [0i8; BLOCK * KC];
     let mut col = [[T::default(); KC]; WPIX];
     let row = |o: usize, k0: usize, len: usize| w.get(o * ksz + k0..o * ksz + k0 + len);
     let mut c0 = 0;
@@ -193,10 +208,28 @@ fn engine<T: Copy + Default>(
             }
         }
         let (mut sums, mut vals) = ([0i32; BLOCK], [0i32; BLOCK]);
+        if panel.is_some() {
+            repack(&mut wbuf, w, ksz, c0, cn);
+        }
         let mut q0 = 0;
         while q0 < npix {
             let mut acc = [[0i32; WPIX]; BLOCK];
-            for ch in 0..chunks {
+            if let Some(kernel) = &panel {
+                for (i, c) in col.iter_mut().enumerate() {
+                    fill(q0 + i, 0, ksz, c);
+                }
+                let per = pairs * 2 * PANEL;
+                for (j, pan) in wbuf.chunks_exact(per).take(cn.div_ceil(PANEL)).enumerate() {
+                    let mut ps = [[0i32; PANEL]; WPIX];
+                    kernel(pan, &col, pairs, &mut ps);
+                    for (l, a) in acc.iter_mut().skip(j * PANEL).take(PANEL).enumerate() {
+                        for (av, p) in a.iter_mut().zip(&ps) {
+                            *av = p.get(l).copied().unwrap_or(0);
+                        }
+                    }
+                }
+            }
+            for ch in (0..chunks).filter(|_| panel.is_none()) {
                 let k0 = ch * KC;
                 let len = KC.min(ksz - k0);
                 for (i, c) in col.iter_mut().enumerate() {
@@ -234,6 +267,73 @@ fn engine<T: Copy + Default>(
             q0 += WPIX;
         }
         c0 += cn;
+    }
+}
+
+/// Output channels per panel of the outer-product kernels.
+const PANEL: usize = 16;
+
+/// Windows up to this length run on a panel kernel whatever the channel count:
+/// short windows, where the pair kernels' per-call reductions and tails weigh
+/// most. Longer windows of one chunk do too when there are 8 to 16 output
+/// channels (measured on AVX2: faster there, slower for 1 or 32+ channels).
+const PANEL_KSZ: usize = 64;
+
+/// Weights of channels `c0 .. c0 + cn` (windows of `ksz ≤ KC`) into panels of
+/// [`PANEL`] channels: panel `j`, pair `k`, lane `l`, half `t` at
+/// `(j·pairs + k)·2·PANEL + 2l + t` for window element `2k + t` (zero past the
+/// window and past the channels).
+#[inline(always)]
+fn repack(wbuf: &mut [i8], w: &[i8], ksz: usize, c0: usize, cn: usize) {
+    let pairs = ksz.div_ceil(2);
+    for (j, pan) in wbuf.chunks_exact_mut(pairs * 2 * PANEL).take(cn.div_ceil(PANEL)).enumerate() {
+        for (k, row) in pan.chunks_exact_mut(2 * PANEL).enumerate() {
+            for (l, d) in row.chunks_exact_mut(2).enumerate() {
+                let o = j * PANEL + l;
+                for (t, v) in d.iter_mut().enumerate() {
+                    let i = 2 * k + t;
+                    *v = if o < cn && i < ksz { w.get((c0 + o) * ksz + i).copied().unwrap_or(0) } else { 0 };
+                }
+            }
+        }
+    }
+}
+
+/// AVX2 panel kernel, outer-product form: per pair `k` of the window, each
+/// pixel's `col[2k], col[2k+1]` broadcast to every lane and `VPMADDWD` against the
+/// panel's 16 channel pairs (sign-extended to i16) adds both products into eight
+/// channel lanes; sums come out channel-contiguous, with no horizontal reduction.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn panel_avx2(pan: &[i8], cols: &Cols, pairs: usize, sums: &mut [[i32; PANEL]; WPIX]) {
+    use core::arch::x86_64::*;
+    // Pairs within the panel and every column (2·pairs ≤ KC: KC is even).
+    let pairs = pairs.min(pan.len() / (2 * PANEL)).min(KC / 2);
+    let mut acc = [[_mm256_setzero_si256(); 2]; WPIX];
+    let wp = pan.as_ptr();
+    for k in 0..pairs {
+        // SAFETY: k < pairs bounds the panel's rows (2·PANEL bytes each) and each
+        // column's pairs.
+        unsafe {
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(2 * PANEL * k).cast()));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(2 * PANEL * k + 16).cast()));
+            for ([a0, a1], c) in acc.iter_mut().zip(cols) {
+                let x = _mm256_set1_epi32(c.as_ptr().add(2 * k).cast::<i32>().read_unaligned());
+                *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(x, w0));
+                *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(x, w1));
+            }
+        }
+    }
+    for ([a0, a1], s) in acc.iter().zip(sums.iter_mut()) {
+        // SAFETY: each row of sums is PANEL = 16 i32; unaligned stores.
+        unsafe {
+            _mm256_storeu_si256(s.as_mut_ptr().cast(), *a0);
+            _mm256_storeu_si256(s.as_mut_ptr().add(8).cast(), *a1);
+        }
     }
 }
 
