@@ -148,7 +148,9 @@ pub unsafe fn run_avx2(
                         break;
                     }
                     let (ty, tx) = (vt / tw, vt % tw);
-                    let ys = output_transform(&m, t);
+                    let mut ys = [[[0i32; PANEL]; 2]; 2];
+                    // SAFETY: AVX2 is enabled in this function.
+                    unsafe { output_transform(&m, t, &mut ys) };
                     for (dy, row) in ys.iter().enumerate() {
                         for (dx, s4) in row.iter().enumerate() {
                             let (oy, ox) = (2 * ty + dy, 2 * tx + dx);
@@ -239,10 +241,11 @@ unsafe fn transform_weights(u: &mut [i16], w: &[i8], ic: usize, c0: usize, cn: u
                     // h = G'g by columns (hc[c][r]), then U = hG'ᵀ by rows.
                     let [g0, g1, g2, g3, g4, g5, g6, g7, g8] = g;
                     // SAFETY (g3x): AVX2 is enabled here.
-                    let hc = unsafe { [g3x(g0, g3, g6), g3x(g1, g4, g7), g3x(g2, g5, g8)] };
-                    for r in 0..4 {
+                    let [hc0, hc1, hc2] =
+                        unsafe { [g3x(g0, g3, g6), g3x(g1, g4, g7), g3x(g2, g5, g8)] };
+                    for (r, ((&a, &b), &c)) in hc0.iter().zip(&hc1).zip(&hc2).enumerate() {
                         // SAFETY: AVX2 is enabled here.
-                        let row = unsafe { g3x(hc[0][r], hc[1][r], hc[2][r]) };
+                        let row = unsafe { g3x(a, b, c) };
                         for (c, &val) in row.iter().enumerate() {
                             if let Some(Some(slot)) = tmp.get_mut(r * 4 + c).map(|t| t.get_mut(q)) {
                                 *slot = val;
@@ -362,12 +365,15 @@ unsafe fn transform_patch(
         }
         // e = Bᵀd (per column), then V = eB (per row).
         let mut e = [[z; 4]; 4];
-        for c in 0..4 {
-            let [d0, d1, d2, d3] = [d[0][c], d[1][c], d[2][c], d[3][c]];
-            e[0][c] = _mm256_sub_epi16(d0, d2);
-            e[1][c] = _mm256_add_epi16(d1, d2);
-            e[2][c] = _mm256_sub_epi16(d2, d1);
-            e[3][c] = _mm256_sub_epi16(d1, d3);
+        let [d0r, d1r, d2r, d3r] = d;
+        let [e0r, e1r, e2r, e3r] = &mut e;
+        let outs = e0r.iter_mut().zip(e1r.iter_mut()).zip(e2r.iter_mut().zip(e3r.iter_mut()));
+        let ins = d0r.iter().zip(&d1r).zip(d2r.iter().zip(&d3r));
+        for (((e0, e1), (e2, e3)), ((&d0, &d1), (&d2, &d3))) in outs.zip(ins) {
+            *e0 = _mm256_sub_epi16(d0, d2);
+            *e1 = _mm256_add_epi16(d1, d2);
+            *e2 = _mm256_sub_epi16(d2, d1);
+            *e3 = _mm256_sub_epi16(d1, d3);
         }
         for (r, &[e0, e1, e2, e3]) in e.iter().enumerate() {
             let row = [
@@ -426,26 +432,39 @@ unsafe fn outer(
     }
 }
 
-/// `AᵀMA` of tile `t` (wrapping): the 2×2 outputs' `4·S`, per channel lane.
-#[inline(always)]
-fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize) -> [[[i32; PANEL]; 2]; 2] {
-    let at = |r: usize, c: usize| m.get(r * 4 + c).and_then(|p| p.get(t)).copied().unwrap_or([0; PANEL]);
-    let mut rr = [[[0i32; PANEL]; 4]; 2];
-    for c in 0..4 {
-        let [m0, m1, m2, m3] = [at(0, c), at(1, c), at(2, c), at(3, c)];
-        for l in 0..PANEL {
-            rr[0][c][l] = m0[l].wrapping_add(m1[l]).wrapping_add(m2[l]);
-            rr[1][c][l] = m1[l].wrapping_sub(m2[l]).wrapping_sub(m3[l]);
+/// `AᵀMA` of tile `t` (wrapping) into `y`: the 2×2 outputs' `4·S`, per channel
+/// lane, eight lanes at a time.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize, y: &mut [[[i32; PANEL]; 2]; 2]) {
+    use core::arch::x86_64::*;
+    let (add, sub) = (_mm256_add_epi32, _mm256_sub_epi32);
+    for h in [0, 8] {
+        let mut v = [_mm256_setzero_si256(); 16];
+        for (vx, mx) in v.iter_mut().zip(m) {
+            if let Some(Some(r)) = mx.get(t).map(|r| r.get(h..h + 8)) {
+                // SAFETY: r is 8 i32 (32 bytes).
+                *vx = unsafe { _mm256_loadu_si256(r.as_ptr().cast()) };
+            }
+        }
+        let [m00, m01, m02, m03, m10, m11, m12, m13, m20, m21, m22, m23, m30, m31, m32, m33] = v;
+        // Aᵀ on columns: r0 = m0 + m1 + m2, r1 = m1 − m2 − m3 (per column c).
+        let r0 = [add(add(m00, m10), m20), add(add(m01, m11), m21), add(add(m02, m12), m22), add(add(m03, m13), m23)];
+        let r1 = [sub(sub(m10, m20), m30), sub(sub(m11, m21), m31), sub(sub(m12, m22), m32), sub(sub(m13, m23), m33)];
+        for (yr, [c0, c1, c2, c3]) in y.iter_mut().zip([r0, r1]) {
+            let [y0, y1] = yr;
+            let (a, b) = (add(add(c0, c1), c2), sub(sub(c1, c2), c3));
+            for (dst, val) in [(y0, a), (y1, b)] {
+                if let Some(d) = dst.get_mut(h..h + 8) {
+                    // SAFETY: d is 8 i32 (32 bytes).
+                    unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), val) };
+                }
+            }
         }
     }
-    let mut y = [[[0i32; PANEL]; 2]; 2];
-    for (yr, r) in y.iter_mut().zip(&rr) {
-        for l in 0..PANEL {
-            yr[0][l] = r[0][l].wrapping_add(r[1][l]).wrapping_add(r[2][l]);
-            yr[1][l] = r[1][l].wrapping_sub(r[2][l]).wrapping_sub(r[3][l]);
-        }
-    }
-    y
 }
 
 #[cfg(test)]
