@@ -119,9 +119,20 @@ unsafe fn run_sdot(
 ) {
     // SAFETY (of the kernel calls): the dot-product extension is enabled here.
     let no_panel: Option<PanelFn<i8>> = None;
-    engine(npix, ksz, oc, w, bias, mult, shift, zp, fill, store, |c, w0, w1, a| unsafe {
-        dot2_sdot(c, w0, w1, a)
-    }, no_panel)
+    engine(
+        npix,
+        ksz,
+        oc,
+        w,
+        bias,
+        mult,
+        shift,
+        zp,
+        fill,
+        store,
+        |c, w0, w1, a| unsafe { dot2_sdot(c, w0, w1, a) },
+        no_panel,
+    )
 }
 
 /// [`engine`] compiled for AVX2 with the AVX2 column kernel.
@@ -147,9 +158,20 @@ unsafe fn run_avx2(
     let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; PANEL]; WPIX]| unsafe {
         panel_avx2(p, c, n, s)
     };
-    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, |c, w0, w1, a| unsafe {
-        dot2_avx2(c, w0, w1, a)
-    }, Some(panel))
+    engine(
+        npix,
+        ksz,
+        oc,
+        w,
+        bias,
+        mult,
+        shift,
+        0,
+        fill,
+        store,
+        |c, w0, w1, a| unsafe { dot2_avx2(c, w0, w1, a) },
+        Some(panel),
+    )
 }
 
 /// The engine over columns of `T` (i16 `x − in_zp` with `zp = 0`, or raw int8
@@ -252,7 +274,9 @@ fn engine<T: Copy + Default>(
                 if all_fast {
                     // OutRq::apply's fast arm, channel-wise (vectorizable).
                     let consts = kb.iter().zip(&kp).zip(km.iter().zip(&ke));
-                    for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(&sums).zip(consts).take(cn) {
+                    for ((v, &s), ((&b, &p), (&m, &e))) in
+                        vals.iter_mut().zip(&sums).zip(consts).take(cn)
+                    {
                         let a = b.wrapping_add(s);
                         let k = p + (a & i32::MIN) as i64;
                         *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
@@ -292,7 +316,11 @@ fn repack(wbuf: &mut [i8], w: &[i8], ksz: usize, c0: usize, cn: usize) {
                 let o = j * PANEL + l;
                 for (t, v) in d.iter_mut().enumerate() {
                     let i = 2 * k + t;
-                    *v = if o < cn && i < ksz { w.get((c0 + o) * ksz + i).copied().unwrap_or(0) } else { 0 };
+                    *v = if o < cn && i < ksz {
+                        w.get((c0 + o) * ksz + i).copied().unwrap_or(0)
+                    } else {
+                        0
+                    };
                 }
             }
         }

@@ -893,7 +893,17 @@ fn wide(
     if super::winograd::applicable(in_shape, p) {
         // SAFETY: `applicable` checked that the CPU supports AVX2.
         return unsafe {
-            super::winograd::run_avx2(x, in_shape, [oh, ow, oc], p, w, bias, mult, shift, &mut store)
+            super::winograd::run_avx2(
+                x,
+                in_shape,
+                [oh, ow, oc],
+                p,
+                w,
+                bias,
+                mult,
+                shift,
+                &mut store,
+            )
         };
     }
     // CPUs with SDOT: raw int8 columns (padding in_zp), in_zp·Σw off the biases.

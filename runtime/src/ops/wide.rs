@@ -325,12 +325,17 @@ pub fn add_portable<A: Elem, B: Elem, Y: Elem>(
 ///   `c = 0`, `e1 = 0`, and `zp` added to the high word (`|zp| < 2^29`; the
 ///   high word is at most `2^30`).
 ///
-/// `None` for other parameters (a left shift, a negative multiplier).
+/// The pre-shift `ls` (at most 23, the ADD's clamp; at most 15 without a right
+/// shift) wraps as the ADD's does. `None` for other parameters (a left shift, a
+/// negative multiplier).
 pub fn add_stage(mult: i32, shift: i32, zp: i32, ls: i32, input: bool) -> Option<[i32; 6]> {
-    if mult < 0 || !(0..=15).contains(&ls) {
+    if mult < 0 || !(0..=23).contains(&ls) {
         return None;
     }
     if shift == 0 {
+        if ls > 15 {
+            return None;
+        }
         let z_ok = (zp as i64).abs() < (1 << 29) - 2;
         return (input && z_ok).then_some([mult, i32::MIN, zp, 0, 0, ls + 1]);
     }
@@ -506,7 +511,244 @@ unsafe fn add_avx2<A: Elem, B: Elem, Y: Elem>(
     broadcast: bool,
     p: &AddParams,
 ) {
+    // SAFETY: AVX2 is enabled in this function.
+    if unsafe { add_avx2_stages::<A, B, Y>(a, b, y, c, broadcast, p) } {
+        return;
+    }
     add_body::<A, B, Y>(a, b, y, c, broadcast, p)
+}
+
+/// The all-int8 ADD on AVX2 through [`add_avx2_stages`]; false (nothing written)
+/// when the CPU lacks AVX2 or the stages do not cover the parameters.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub fn add_i8_avx2(
+    a: &[i8],
+    b: &[i8],
+    y: &mut [i8],
+    c: usize,
+    broadcast: bool,
+    p: &AddParams,
+) -> bool {
+    use super::{as_u8, as_u8_mut};
+    if !std::is_x86_feature_detected!("avx2") {
+        return false;
+    }
+    // SAFETY: the CPU supports AVX2 (checked just above).
+    unsafe { add_avx2_stages::<E8, E8, E8>(as_u8(a), as_u8(b), as_u8_mut(y), c, broadcast, p) }
+}
+
+/// [`add_stage`] constants as vectors: `(m, K, c, sh, e1)` with `K` the 64-bit
+/// `khi:klo` and `c` the sign term (0 or 2^31).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[derive(Clone, Copy)]
+struct VStage {
+    m: core::arch::x86_64::__m256i,
+    k: core::arch::x86_64::__m256i,
+    sign: bool,
+    sh: core::arch::x86_64::__m128i,
+    e1: core::arch::x86_64::__m128i,
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+impl VStage {
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn new(k: &[i32; 6]) -> Self {
+        use core::arch::x86_64::*;
+        let [m, klo, khi, e1, c, sh] = *k;
+        VStage {
+            m: _mm256_set1_epi32(m),
+            k: _mm256_set1_epi64x((((khi as i64) << 32) | klo as u32 as i64) as i64),
+            sign: c != 0,
+            sh: _mm_cvtsi32_si128(sh),
+            e1: _mm_cvtsi32_si128(e1),
+        }
+    }
+
+    /// [`add_stage_apply`] on eight lanes: `((x << sh)·m + K − [x << sh < 0]·c)
+    /// >> 32 >> e1`, the products exact in 64 bits (`VPMULDQ` on the even lanes
+    /// and on the odd lanes shifted down).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn apply(&self, x: core::arch::x86_64::__m256i) -> core::arch::x86_64::__m256i {
+        use core::arch::x86_64::*;
+        let v = _mm256_sll_epi32(x, self.sh);
+        let mut pe = _mm256_add_epi64(_mm256_mul_epi32(v, self.m), self.k);
+        let mut po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), self.m), self.k);
+        if self.sign {
+            // −2^31 (as i64) where v < 0: low word 2^31, high word −1.
+            let s = _mm256_srai_epi32(v, 31);
+            let lohi = _mm256_set_epi32(-1, i32::MIN, -1, i32::MIN, -1, i32::MIN, -1, i32::MIN);
+            pe = _mm256_add_epi64(
+                pe,
+                _mm256_and_si256(_mm256_shuffle_epi32(s, 0b10_10_00_00), lohi),
+            );
+            po = _mm256_add_epi64(
+                po,
+                _mm256_and_si256(_mm256_shuffle_epi32(s, 0b11_11_01_01), lohi),
+            );
+        }
+        // High words: the even lanes' shifted down, the odd lanes' in place.
+        let hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0b1010_1010);
+        _mm256_sra_epi32(hi, self.e1)
+    }
+}
+
+/// Eight elements of `E` from `b` at element `i` as i32 lanes (`None` past the end).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load8<E: Elem>(b: &[u8], i: usize) -> Option<core::arch::x86_64::__m256i> {
+    use core::arch::x86_64::*;
+    let s = b.get(i * E::BYTES..(i + 8) * E::BYTES)?;
+    // SAFETY: s holds 8 elements (8 or 16 bytes).
+    Some(unsafe {
+        if E::BYTES == 2 {
+            _mm256_cvtepi16_epi32(_mm_loadu_si128(s.as_ptr().cast()))
+        } else {
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(s.as_ptr().cast()))
+        }
+    })
+}
+
+/// Stores eight i32 lanes (already within `Y`'s range) as elements `i ..` of `y`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store8<Y: Elem>(y: &mut [u8], i: usize, v: core::arch::x86_64::__m256i) {
+    use core::arch::x86_64::*;
+    let Some(d) = y.get_mut(i * Y::BYTES..(i + 8) * Y::BYTES) else { return };
+    let w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    // SAFETY: d holds 8 elements (16 or 8 bytes).
+    unsafe {
+        if Y::BYTES == 2 {
+            _mm_storeu_si128(d.as_mut_ptr().cast(), w);
+        } else {
+            _mm_storel_epi64(d.as_mut_ptr().cast(), _mm_packs_epi16(w, w));
+        }
+    }
+}
+
+/// ADD on AVX2 through [`add_stage`]'s constants, eight elements per step:
+/// `y = clamp(stage_out(stage_a(a − a_zp) + stage_b(b − b_zp)))`, bit-identical to
+/// [`add_body`] (the stages are its MBQMs, tested against them). Broadcast `b`
+/// is staged once per channel. Returns false (nothing written) for parameters
+/// the stages do not cover (a left shift, a negative multiplier, an int16 input
+/// with a zero point and no shift).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2_stages<A: Elem, B: Elem, Y: Elem>(
+    a: &[u8],
+    b: &[u8],
+    y: &mut [u8],
+    c: usize,
+    broadcast: bool,
+    p: &AddParams,
+) -> bool {
+    use core::arch::x86_64::*;
+    // The elements both `a` and `y` hold (as the reference's zip).
+    let n = A::count(a).min(Y::count(y));
+    let c = c.max(1);
+    if if broadcast { B::count(b) < c || n % c != 0 } else { B::count(b) < n } {
+        return false;
+    }
+    let ls = p.left_shift;
+    // An input stage; for int8 inputs (|x − zp| ≤ 255) a pre-shift above 15 is
+    // split: the stage is made for 15, which x << (ls − 15) (at most 2^15 while
+    // ls ≤ 22) satisfies, and the extra shift joins the stage's own.
+    let input = |mult: i32, shift: i32, bytes: usize, zp: i32| match ls {
+        16..=22 if bytes == 1 => add_stage(mult, shift, 0, 15, true).map(|mut k| {
+            k[5] += ls - 15;
+            k
+        }),
+        _ => add_stage(mult, shift, 0, ls, bytes == 1 || zp == 0),
+    };
+    let (Some(ka), Some(kb), Some(ko)) = (
+        input(p.a_mult, p.a_shift, A::BYTES, p.a_zp),
+        input(p.b_mult, p.b_shift, B::BYTES, p.b_zp),
+        add_stage(p.out_mult, p.out_shift, p.out_zp, 0, false),
+    ) else {
+        return false;
+    };
+    // SAFETY (all below): AVX2 is enabled in this function.
+    let (sa, sb, so) = unsafe { (VStage::new(&ka), VStage::new(&kb), VStage::new(&ko)) };
+    let (lo, hi) = (p.act_min.max(Y::MIN), p.act_max.min(Y::MAX));
+    if lo > hi {
+        return false;
+    }
+    let (vlo, vhi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+    let (za, zb) = (_mm256_set1_epi32(p.a_zp), _mm256_set1_epi32(p.b_zp));
+    let scalar = |va: i32, vb: i32| {
+        let s = add_stage_apply(&ka, va - p.a_zp).wrapping_add(add_stage_apply(&kb, vb - p.b_zp));
+        add_stage_apply(&ko, s).max(lo).min(hi)
+    };
+    if !broadcast {
+        let n8 = n / 8 * 8;
+        for i in (0..n8).step_by(8) {
+            // SAFETY: AVX2 is enabled here.
+            unsafe {
+                let (Some(xa), Some(xb)) = (load8::<A>(a, i), load8::<B>(b, i)) else {
+                    return false;
+                };
+                let s = _mm256_add_epi32(
+                    sa.apply(_mm256_sub_epi32(xa, za)),
+                    sb.apply(_mm256_sub_epi32(xb, zb)),
+                );
+                let o = _mm256_min_epi32(_mm256_max_epi32(so.apply(s), vlo), vhi);
+                store8::<Y>(y, i, o);
+            }
+        }
+        for i in n8..n {
+            Y::put(y, i, scalar(A::get(a, i), B::get(b, i)));
+        }
+        return true;
+    }
+    // Broadcast: stage_b(b) per channel once, then per pixel its c channels.
+    const CMAX: usize = 256;
+    if c > CMAX {
+        return false;
+    }
+    let mut tb = [0i32; CMAX];
+    for (t, vb) in tb.iter_mut().zip(B::iter(b)) {
+        *t = add_stage_apply(&kb, vb - p.b_zp);
+    }
+    let c8 = c / 8 * 8;
+    for q in 0..n / c {
+        let base = q * c;
+        for j in (0..c8).step_by(8) {
+            // SAFETY: AVX2 is enabled here; tb has c ≥ j + 8 entries (CMAX ≥ c).
+            unsafe {
+                let Some(xa) = load8::<A>(a, base + j) else { return false };
+                let Some(t) = tb.get(j..j + 8) else { return false };
+                let s = _mm256_add_epi32(
+                    sa.apply(_mm256_sub_epi32(xa, za)),
+                    _mm256_loadu_si256(t.as_ptr().cast()),
+                );
+                let o = _mm256_min_epi32(_mm256_max_epi32(so.apply(s), vlo), vhi);
+                store8::<Y>(y, base + j, o);
+            }
+        }
+        for j in c8..c {
+            let s = add_stage_apply(&ka, A::get(a, base + j) - p.a_zp)
+                .wrapping_add(tb.get(j).copied().unwrap_or(0));
+            Y::put(y, base + j, add_stage_apply(&ko, s).max(lo).min(hi));
+        }
+    }
+    true
 }
 
 #[inline(always)]
@@ -934,7 +1176,11 @@ mod tests {
                 _ => (r.next() as i32 & i32::MAX) | 1 << 30,
             };
             let shift = if input && i % 3 == 0 { 0 } else { -(r.range(1, 31) as i32) };
-            let ls = if input { r.range(0, 15) as i32 } else { 0 };
+            let ls = match (input, shift) {
+                (false, _) => 0,
+                (true, 0) => r.range(0, 15) as i32,
+                _ => r.range(0, 23) as i32,
+            };
             let zp = if input && i % 4 == 0 { 0 } else { r.range(-128, 127) as i32 };
             let x = if input {
                 match i % 7 {
@@ -956,7 +1202,8 @@ mod tests {
         assert_eq!(add_stage(-5, -3, 0, 0, true), None);
         assert_eq!(add_stage(1 << 30, 2, 0, 0, true), None);
         assert_eq!(add_stage(1 << 30, 0, 0, 0, false), None);
-        assert_eq!(add_stage(1 << 30, -3, 0, 16, true), None);
+        assert_eq!(add_stage(1 << 30, 0, 0, 16, true), None);
+        assert_eq!(add_stage(1 << 30, -3, 0, 24, true), None);
     }
 
     #[test]

@@ -123,10 +123,8 @@ pub unsafe fn run_avx2(
         while t0 < tiles {
             for (t, vt) in (t0..t0 + TG).enumerate() {
                 let (ty, tx) = (vt / tw, vt % tw);
-                let (iy, ix) = (
-                    (2 * ty) as isize - p.pt as isize,
-                    (2 * tx) as isize - p.pl as isize,
-                );
+                let (iy, ix) =
+                    ((2 * ty) as isize - p.pt as isize, (2 * tx) as isize - p.pl as isize);
                 // SAFETY: AVX2 is enabled in this function.
                 unsafe { transform_patch(&mut v, t, x, [h, wd, ic], (iy, ix), zp, vt < tiles) };
             }
@@ -134,11 +132,13 @@ pub unsafe fn run_avx2(
                 let p0 = c0 + j * PANEL;
                 let pn = PANEL.min(oc - p0);
                 let r = j * PANEL..j * PANEL + pn;
-                let (rqs, kb) = (rqs.get(r.clone()).unwrap_or(&[]), kb.get(r.clone()).unwrap_or(&[]));
+                let (rqs, kb) =
+                    (rqs.get(r.clone()).unwrap_or(&[]), kb.get(r.clone()).unwrap_or(&[]));
                 let (kp, km) = (kp.get(r.clone()).unwrap_or(&[]), km.get(r.clone()).unwrap_or(&[]));
                 let ke = ke.get(r).unwrap_or(&[]);
                 let mut m = [[[0i32; PANEL]; TG]; 16];
-                for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v) {
+                for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v)
+                {
                     // SAFETY: AVX2 is enabled in this function.
                     unsafe { outer(mp, up, vp, pairs) };
                 }
@@ -162,13 +162,17 @@ pub unsafe fn run_avx2(
                             if all_fast {
                                 // OutRq::apply's fast arm, channel-wise (vectorizable).
                                 let consts = kb.iter().zip(kp).zip(km.iter().zip(ke));
-                                for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(s4).zip(consts) {
+                                for ((v, &s), ((&b, &p), (&m, &e))) in
+                                    vals.iter_mut().zip(s4).zip(consts)
+                                {
                                     let a = b.wrapping_add(s >> 2);
                                     let k = p + (a & i32::MIN) as i64;
                                     *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
                                 }
                             } else {
-                                for ((o, &s), (rq, &b)) in vals.iter_mut().zip(s4).zip(rqs.iter().zip(kb)) {
+                                for ((o, &s), (rq, &b)) in
+                                    vals.iter_mut().zip(s4).zip(rqs.iter().zip(kb))
+                                {
                                     *o = rq.apply(b.wrapping_add(s >> 2));
                                 }
                             }
@@ -216,7 +220,14 @@ unsafe fn load16(src: &[i8], at: usize, n: usize, fill: i8) -> core::arch::x86_6
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn transform_weights(u: &mut [i16], w: &[i8], ic: usize, c0: usize, cn: usize, per_panel: usize) {
+unsafe fn transform_weights(
+    u: &mut [i16],
+    w: &[i8],
+    ic: usize,
+    c0: usize,
+    cn: usize,
+    per_panel: usize,
+) {
     use core::arch::x86_64::*;
     let pairs = ic.div_ceil(2);
     let npan = cn.div_ceil(PANEL);
@@ -400,12 +411,7 @@ unsafe fn transform_patch(
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn outer(
-    m: &mut [[i32; PANEL]; TG],
-    u: &[i16],
-    v: &[[i16; ICMAX]; TG],
-    pairs: usize,
-) {
+unsafe fn outer(m: &mut [[i32; PANEL]; TG], u: &[i16], v: &[[i16; ICMAX]; TG], pairs: usize) {
     use core::arch::x86_64::*;
     let pairs = pairs.min(u.len() / (2 * PANEL)).min(ICMAX / 2);
     let mut acc = [[_mm256_setzero_si256(); 2]; TG];
@@ -452,8 +458,18 @@ unsafe fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize, y: &mut [[[i3
         }
         let [m00, m01, m02, m03, m10, m11, m12, m13, m20, m21, m22, m23, m30, m31, m32, m33] = v;
         // Aᵀ on columns: r0 = m0 + m1 + m2, r1 = m1 − m2 − m3 (per column c).
-        let r0 = [add(add(m00, m10), m20), add(add(m01, m11), m21), add(add(m02, m12), m22), add(add(m03, m13), m23)];
-        let r1 = [sub(sub(m10, m20), m30), sub(sub(m11, m21), m31), sub(sub(m12, m22), m32), sub(sub(m13, m23), m33)];
+        let r0 = [
+            add(add(m00, m10), m20),
+            add(add(m01, m11), m21),
+            add(add(m02, m12), m22),
+            add(add(m03, m13), m23),
+        ];
+        let r1 = [
+            sub(sub(m10, m20), m30),
+            sub(sub(m11, m21), m31),
+            sub(sub(m12, m22), m32),
+            sub(sub(m13, m23), m33),
+        ];
         for (yr, [c0, c1, c2, c3]) in y.iter_mut().zip([r0, r1]) {
             let [y0, y1] = yr;
             let (a, b) = (add(add(c0, c1), c2), sub(sub(c1, c2), c3));
@@ -502,9 +518,8 @@ mod tests {
             let (oh, ow) = (h + pt + pb - 2, wd + pl + pr - 2);
             let extreme = case % 6 == 0;
             let in_zp = if extreme { 127 } else { r.range(-128, 127) as i32 };
-            let x: Vec<i8> = (0..h * wd * ic)
-                .map(|_| if extreme { -128 } else { r.i8() })
-                .collect();
+            let x: Vec<i8> =
+                (0..h * wd * ic).map(|_| if extreme { -128 } else { r.i8() }).collect();
             let w: Vec<i8> = (0..oc * 9 * ic)
                 .map(|_| if extreme && case % 12 == 0 { -128 } else { r.i8() })
                 .collect();
