@@ -236,26 +236,26 @@ fn engine<T: Copy + Default>(
         let mut q0 = 0;
         while q0 < npix {
             let mut acc = [[0i32; WPIX]; BLOCK];
-            if let Some(kernel) = &panel {
-                for (i, c) in col.iter_mut().enumerate() {
-                    fill(q0 + i, 0, ksz, c);
-                }
-                let per = pairs * 2 * PANEL;
-                for (j, pan) in wbuf.chunks_exact(per).take(cn.div_ceil(PANEL)).enumerate() {
-                    let mut ps = [[0i32; PANEL]; WPIX];
-                    kernel(pan, &col, pairs, &mut ps);
-                    for (l, a) in acc.iter_mut().skip(j * PANEL).take(PANEL).enumerate() {
-                        for (av, p) in a.iter_mut().zip(&ps) {
-                            *av = p.get(l).copied().unwrap_or(0);
-                        }
-                    }
-                }
-            }
-            for ch in (0..chunks).filter(|_| panel.is_none()) {
+            // One call site of `fill`, so that it is inlined.
+            for ch in 0..chunks {
                 let k0 = ch * KC;
                 let len = KC.min(ksz - k0);
                 for (i, c) in col.iter_mut().enumerate() {
                     fill(q0 + i, k0, len, c);
+                }
+                if let Some(kernel) = &panel {
+                    // One chunk (ksz ≤ KC): the whole window.
+                    let per = pairs * 2 * PANEL;
+                    for (j, pan) in wbuf.chunks_exact(per).take(cn.div_ceil(PANEL)).enumerate() {
+                        let mut ps = [[0i32; PANEL]; WPIX];
+                        kernel(pan, &col, pairs, &mut ps);
+                        for (l, a) in acc.iter_mut().skip(j * PANEL).take(PANEL).enumerate() {
+                            for (av, p) in a.iter_mut().zip(&ps) {
+                                *av = p.get(l).copied().unwrap_or(0);
+                            }
+                        }
+                    }
+                    continue;
                 }
                 for (j, pair) in acc.chunks_exact_mut(2).enumerate().take(cn.div_ceil(2)) {
                     let o = c0 + 2 * j;
