@@ -560,16 +560,16 @@ impl VStage {
         let [m, klo, khi, e1, c, sh] = *k;
         VStage {
             m: _mm256_set1_epi32(m),
-            k: _mm256_set1_epi64x((((khi as i64) << 32) | klo as u32 as i64) as i64),
+            k: _mm256_set1_epi64x(((khi as i64) << 32) | klo as u32 as i64),
             sign: c != 0,
             sh: _mm_cvtsi32_si128(sh),
             e1: _mm_cvtsi32_si128(e1),
         }
     }
 
-    /// [`add_stage_apply`] on eight lanes: `((x << sh)·m + K − [x << sh < 0]·c)
-    /// >> 32 >> e1`, the products exact in 64 bits (`VPMULDQ` on the even lanes
-    /// and on the odd lanes shifted down).
+    /// [`add_stage_apply`] on eight lanes: `((x << sh)·m + K − [x << sh < 0]·c)`,
+    /// then the high word shifted right by `e1`; the products exact in 64 bits
+    /// (`VPMULDQ` on the even lanes and on the odd lanes shifted down).
     ///
     /// # Safety
     /// The CPU must support AVX2.
