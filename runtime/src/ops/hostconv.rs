@@ -65,7 +65,7 @@ pub fn run(
 }
 
 /// A panel kernel: `(panel, columns, pairs, sums)`, see [`panel_avx2`].
-type PanelFn<T> = fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; PANEL]; WPIX]);
+type PanelFn<T> = fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; BLOCK]; WPIX], usize);
 
 /// No panel kernel: the engine runs the pair kernel only.
 const NO_PANEL: Option<PanelFn<i16>> = None;
@@ -155,8 +155,8 @@ unsafe fn run_avx2(
 ) {
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
-    let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; PANEL]; WPIX]| unsafe {
-        panel_avx2(p, c, n, s)
+    let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; BLOCK]; WPIX], at: usize| unsafe {
+        panel_avx2(p, c, n, s, at)
     };
     engine(
         npix,
@@ -191,7 +191,7 @@ fn engine<T: Copy + Default>(
     mut fill: impl FnMut(usize, usize, usize, &mut [T; KC]),
     mut store: impl FnMut(usize, usize, &[i32]),
     dot2: impl Fn(&[[T; KC]; WPIX], &[i8], &[i8], &mut Pair),
-    panel: Option<impl Fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; PANEL]; WPIX])>,
+    panel: Option<impl Fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; BLOCK]; WPIX], usize)>,
 ) {
     if oc == 0 || ksz == 0 || npix == 0 {
         return;
@@ -236,6 +236,8 @@ fn engine<T: Copy + Default>(
         let mut q0 = 0;
         while q0 < npix {
             let mut acc = [[0i32; WPIX]; BLOCK];
+            // Panel kernels' sums, pixel-major: no transposition needed.
+            let mut pacc = [[0i32; BLOCK]; WPIX];
             // One call site of `fill`, so that it is inlined.
             for ch in 0..chunks {
                 let k0 = ch * KC;
@@ -247,13 +249,7 @@ fn engine<T: Copy + Default>(
                     // One chunk (ksz ≤ KC): the whole window.
                     let per = pairs * 2 * PANEL;
                     for (j, pan) in wbuf.chunks_exact(per).take(cn.div_ceil(PANEL)).enumerate() {
-                        let mut ps = [[0i32; PANEL]; WPIX];
-                        kernel(pan, &col, pairs, &mut ps);
-                        for (l, a) in acc.iter_mut().skip(j * PANEL).take(PANEL).enumerate() {
-                            for (av, p) in a.iter_mut().zip(&ps) {
-                                *av = p.get(l).copied().unwrap_or(0);
-                            }
-                        }
+                        kernel(pan, &col, pairs, &mut pacc, j * PANEL);
                     }
                     continue;
                 }
@@ -268,8 +264,12 @@ fn engine<T: Copy + Default>(
                 }
             }
             for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
-                for (s, aj) in sums.iter_mut().zip(&acc).take(cn) {
-                    *s = aj.get(i).copied().unwrap_or(0);
+                if panel.is_some() {
+                    sums = pacc.get(i).copied().unwrap_or([0; BLOCK]);
+                } else {
+                    for (s, aj) in sums.iter_mut().zip(&acc).take(cn) {
+                        *s = aj.get(i).copied().unwrap_or(0);
+                    }
                 }
                 if all_fast {
                     // OutRq::apply's fast arm, channel-wise (vectorizable).
@@ -337,7 +337,13 @@ fn repack(wbuf: &mut [i8], w: &[i8], ksz: usize, c0: usize, cn: usize) {
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn panel_avx2(pan: &[i8], cols: &Cols, pairs: usize, sums: &mut [[i32; PANEL]; WPIX]) {
+unsafe fn panel_avx2(
+    pan: &[i8],
+    cols: &Cols,
+    pairs: usize,
+    sums: &mut [[i32; BLOCK]; WPIX],
+    at: usize,
+) {
     use core::arch::x86_64::*;
     // Pairs within the panel and every column (2·pairs ≤ KC: KC is even).
     let pairs = pairs.min(pan.len() / (2 * PANEL)).min(KC / 2);
@@ -357,10 +363,12 @@ unsafe fn panel_avx2(pan: &[i8], cols: &Cols, pairs: usize, sums: &mut [[i32; PA
         }
     }
     for ([a0, a1], s) in acc.iter().zip(sums.iter_mut()) {
-        // SAFETY: each row of sums is PANEL = 16 i32; unaligned stores.
-        unsafe {
-            _mm256_storeu_si256(s.as_mut_ptr().cast(), *a0);
-            _mm256_storeu_si256(s.as_mut_ptr().add(8).cast(), *a1);
+        if let Some(d) = s.get_mut(at..at + PANEL) {
+            // SAFETY: d is PANEL = 16 i32; unaligned stores.
+            unsafe {
+                _mm256_storeu_si256(d.as_mut_ptr().cast(), *a0);
+                _mm256_storeu_si256(d.as_mut_ptr().add(8).cast(), *a1);
+            }
         }
     }
 }
