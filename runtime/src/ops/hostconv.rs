@@ -233,11 +233,16 @@ fn engine<T: Copy + Default>(
         if panel.is_some() {
             repack(&mut wbuf, w, ksz, c0, cn);
         }
+        // Panel kernels' sums, pixel-major (no transposition needed); every
+        // group overwrites channels ..cn of each pixel.
+        let mut pacc = [[0i32; BLOCK]; WPIX];
+        let mut acc = [[0i32; WPIX]; BLOCK];
         let mut q0 = 0;
         while q0 < npix {
-            let mut acc = [[0i32; WPIX]; BLOCK];
-            // Panel kernels' sums, pixel-major: no transposition needed.
-            let mut pacc = [[0i32; BLOCK]; WPIX];
+            if panel.is_none() {
+                // The pair kernels accumulate.
+                acc = [[0i32; WPIX]; BLOCK];
+            }
             // One call site of `fill`, so that it is inlined.
             for ch in 0..chunks {
                 let k0 = ch * KC;
@@ -264,25 +269,27 @@ fn engine<T: Copy + Default>(
                 }
             }
             for (i, q) in (q0..npix.min(q0 + WPIX)).enumerate() {
-                if panel.is_some() {
-                    sums = pacc.get(i).copied().unwrap_or([0; BLOCK]);
-                } else {
-                    for (s, aj) in sums.iter_mut().zip(&acc).take(cn) {
-                        *s = aj.get(i).copied().unwrap_or(0);
+                let sums: &[i32] = match pacc.get(i) {
+                    Some(p) if panel.is_some() => p,
+                    _ => {
+                        for (s, aj) in sums.iter_mut().zip(&acc).take(cn) {
+                            *s = aj.get(i).copied().unwrap_or(0);
+                        }
+                        &sums
                     }
-                }
+                };
                 if all_fast {
                     // OutRq::apply's fast arm, channel-wise (vectorizable).
                     let consts = kb.iter().zip(&kp).zip(km.iter().zip(&ke));
                     for ((v, &s), ((&b, &p), (&m, &e))) in
-                        vals.iter_mut().zip(&sums).zip(consts).take(cn)
+                        vals.iter_mut().zip(sums).zip(consts).take(cn)
                     {
                         let a = b.wrapping_add(s);
                         let k = p + (a & i32::MIN) as i64;
                         *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
                     }
                 } else {
-                    for ((v, &s), (rq, &b)) in vals.iter_mut().zip(&sums).zip(rqs.iter().zip(&kb)) {
+                    for ((v, &s), (rq, &b)) in vals.iter_mut().zip(sums).zip(rqs.iter().zip(&kb)) {
                         *v = rq.apply(b.wrapping_add(s));
                     }
                 }

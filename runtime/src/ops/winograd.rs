@@ -95,6 +95,8 @@ pub unsafe fn run_avx2(
     let mut u = [0i16; UWORDS];
     let mut v = [[[0i16; ICMAX]; TG]; 16];
     let zp = p.in_zp as i16;
+    // Sums of one panel and tile group (each fully overwritten by `outer`).
+    let mut m = [[[0i32; PANEL]; TG]; 16];
     let mut c0 = 0;
     while c0 < oc {
         let cn = block.min(oc - c0);
@@ -136,7 +138,6 @@ pub unsafe fn run_avx2(
                     (rqs.get(r.clone()).unwrap_or(&[]), kb.get(r.clone()).unwrap_or(&[]));
                 let (kp, km) = (kp.get(r.clone()).unwrap_or(&[]), km.get(r.clone()).unwrap_or(&[]));
                 let ke = ke.get(r).unwrap_or(&[]);
-                let mut m = [[[0i32; PANEL]; TG]; 16];
                 for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v)
                 {
                     // SAFETY: AVX2 is enabled in this function.
@@ -232,16 +233,22 @@ unsafe fn transform_weights(
     let pairs = ic.div_ceil(2);
     let npan = cn.div_ceil(PANEL);
     let z = _mm256_setzero_si256();
+    // tmp[ξ][q]: position ξ of channel q of the 8 at hand, 16 input channels.
+    let mut tmp = [[z; 8]; 16];
     for (j, pan) in u.chunks_exact_mut(per_panel).take(npan).enumerate() {
         for l0 in [0, 8] {
             for i0 in (0..ic).step_by(16) {
                 let n = 16.min(ic - i0);
-                // tmp[ξ][q]: position ξ of channel c0 + 16j + l0 + q, lanes i0 ..
-                let mut tmp = [[z; 8]; 16];
                 for q in 0..8 {
                     let o = j * PANEL + l0 + q;
                     if o >= cn {
-                        break;
+                        // Past the channels: zero weights.
+                        tmp.iter_mut().for_each(|t| {
+                            if let Some(slot) = t.get_mut(q) {
+                                *slot = z;
+                            }
+                        });
+                        continue;
                     }
                     let base = (c0 + o) * 9 * ic;
                     let mut g = [z; 9];
