@@ -13,10 +13,13 @@
 //! Column kernels: AVX2 `VPMADDWD` (x86_64 with the `std` feature, chosen at run
 //! time; the whole engine, the caller's gather included, is then compiled for
 //! AVX2), NEON `SMLAL` (aarch64), else plain widening products that LLVM
-//! vectorizes (SSE2 `PMADDWD`).
+//! vectorizes (SSE2 `PMADDWD`). With AVX2, short windows and 8–16-channel
+//! layers of one chunk take an outer-product panel kernel (`panel_avx2`): the
+//! sums come out channel-contiguous, without the pair kernels' reductions.
 //!
-//! Stack: `2·WPIX·KC` bytes of columns, `4·WPIX·BLOCK` of sums, `8·BLOCK` of
-//! per-channel constants (about 4 KiB).
+//! Stack: `2·WPIX·KC` bytes of columns, `8·WPIX·BLOCK` of sums, `8·BLOCK` of
+//! per-channel constants, and `BLOCK·KC` bytes of repacked weights (about
+//! 25 KiB).
 
 use super::im2col::OutRq;
 use super::le_i32;
@@ -154,7 +157,6 @@ unsafe fn run_avx2(
     store: impl FnMut(usize, usize, &[i32]),
 ) {
     // SAFETY (of the kernel calls): AVX2 is enabled in this function.
-    // SAFETY (of the kernel calls): AVX2 is enabled in this function.
     let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; BLOCK]; WPIX], at: usize| unsafe {
         panel_avx2(p, c, n, s, at)
     };
@@ -176,7 +178,9 @@ unsafe fn run_avx2(
 
 /// The engine over columns of `T` (i16 `x − in_zp` with `zp = 0`, or raw int8
 /// with padding `in_zp` and `zp = in_zp`: then `zp·Σw` is taken off each
-/// channel's bias, so the sums are the same).
+/// channel's bias, so the sums are the same). `dot2` is the pair kernel;
+/// `panel`, when given, the outer-product kernel taken for short windows and
+/// 8–16-channel layers of one chunk (see [`PANEL_KSZ`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn engine<T: Copy + Default>(
