@@ -283,11 +283,14 @@ fn engine<T: Copy + Default>(
                     }
                 };
                 if all_fast {
-                    // OutRq::apply's fast arm, channel-wise (vectorizable).
-                    let consts = kb.iter().zip(&kp).zip(km.iter().zip(&ke));
-                    for ((v, &s), ((&b, &p), (&m, &e))) in
-                        vals.iter_mut().zip(sums).zip(consts).take(cn)
-                    {
+                    // OutRq::apply's fast arm, channel-wise over slices of cn
+                    // (vectorized).
+                    let (vs, ss) =
+                        (vals.get_mut(..cn).unwrap_or(&mut []), sums.get(..cn).unwrap_or(&[]));
+                    let (bs, ps) = (kb.get(..cn).unwrap_or(&[]), kp.get(..cn).unwrap_or(&[]));
+                    let (ms, es) = (km.get(..cn).unwrap_or(&[]), ke.get(..cn).unwrap_or(&[]));
+                    let consts = bs.iter().zip(ps).zip(ms.iter().zip(es));
+                    for ((v, &s), ((&b, &p), (&m, &e))) in vs.iter_mut().zip(ss).zip(consts) {
                         let a = b.wrapping_add(s);
                         let k = p + (a & i32::MIN) as i64;
                         *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
