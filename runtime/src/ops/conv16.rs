@@ -1107,6 +1107,26 @@ fn conv_wide<Y: Elem>(
     shift: &[u8],
 ) {
     use super::hostconv;
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if oc == 1 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        let done = unsafe {
+            one_avx2::<Y>(
+                x,
+                in_shape,
+                y,
+                [oh, ow],
+                p,
+                w,
+                le_i32(bias, 0),
+                le_i32(mult, 0),
+                le_i32(shift, 0),
+            )
+        };
+        if done {
+            return;
+        }
+    }
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
     let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
@@ -1120,6 +1140,86 @@ fn conv_wide<Y: Elem>(
         }
         Y::put_all(ys.unwrap_or(&mut []), &buf);
     });
+}
+
+/// Taps × 16-channel groups of weights [`one_avx2`] holds.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+const ONE_VECS: usize = 64;
+
+/// One output channel on AVX2 without columns (the UNet's output conv): per
+/// output pixel and tap, `VPMADDWD` of 16 input channels against the tap's
+/// weights (sign-extended once per call), one horizontal sum per pixel, then the
+/// engine's requantization and store (`out_zp + mbqm(bias + Σ)`, clamped to the
+/// activation range and `Y`). The sums are exact in i32 (the loader's window
+/// bound), so the outputs are the reference's. False (nothing written) unless
+/// `ic` is a multiple of 16 and the weights fit [`ONE_VECS`] vectors.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_avx2<Y: Elem>(
+    x: &[u8],
+    [h, wd, ic]: [usize; 3],
+    y: &mut [u8],
+    [oh, ow]: [usize; 2],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: i32,
+    mult: i32,
+    shift: i32,
+) -> bool {
+    use core::arch::x86_64::*;
+    let groups = ic / 16;
+    let taps = p.kh * p.kw;
+    if ic == 0 || ic % 16 != 0 || taps * groups > ONE_VECS || w.len() < taps * ic {
+        return false;
+    }
+    let mut wv = [_mm256_setzero_si256(); ONE_VECS];
+    for (k, v) in wv.iter_mut().enumerate().take(taps * groups) {
+        if let Some(s) = w.get(16 * k..16 * k + 16) {
+            // SAFETY: s is 16 bytes.
+            *v = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(s.as_ptr().cast()) });
+        }
+    }
+    let rq = OutRq::new(mult, shift);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let (iy0, ix0) =
+                ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize);
+            let mut acc = _mm256_setzero_si256();
+            for ky in 0..p.kh {
+                let iy = iy0 + ky as isize;
+                if iy < 0 || iy as usize >= h {
+                    continue;
+                }
+                for kx in 0..p.kw {
+                    let ix = ix0 + kx as isize;
+                    if ix < 0 || ix as usize >= wd {
+                        continue;
+                    }
+                    let at = 2 * (iy as usize * wd + ix as usize) * ic;
+                    let Some(src) = x.get(at..at + 2 * ic) else { continue };
+                    let tap = ky * p.kw + kx;
+                    for (g, chunk) in src.chunks_exact(32).enumerate() {
+                        if let Some(&wg) = wv.get(tap * groups + g) {
+                            // SAFETY: chunk is 32 bytes (16 i16).
+                            let xv = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) };
+                            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wg));
+                        }
+                    }
+                }
+            }
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+            let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b10_11_00_01));
+            let r = rq.apply(bias.wrapping_add(_mm_cvtsi128_si32(s1)));
+            let o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
+            Y::put(y, oy * ow + ox, o);
+        }
+    }
+    true
 }
 
 #[cfg(test)]
