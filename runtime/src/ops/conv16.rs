@@ -1143,7 +1143,7 @@ fn conv_wide<Y: Elem>(
 }
 
 /// Taps × 16-channel groups of weights [`one_avx2`] holds.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
 const ONE_VECS: usize = 64;
 
 /// One output channel on AVX2 without columns (the UNet's output conv): per
@@ -1156,7 +1156,7 @@ const ONE_VECS: usize = 64;
 ///
 /// # Safety
 /// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn one_avx2<Y: Elem>(
