@@ -203,7 +203,9 @@ unsafe fn load16(src: &[i8], at: usize, n: usize, fill: i8) -> core::arch::x86_6
         _ => {
             let mut b = [fill; 16];
             let part = src.get(at..at + n.min(16)).unwrap_or(&[]);
-            b.iter_mut().zip(part).for_each(|(d, &v)| *d = v);
+            for (d, &v) in b.iter_mut().zip(part) {
+                *d = v;
+            }
             // SAFETY: b is 16 bytes.
             _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
         }
@@ -243,11 +245,11 @@ unsafe fn transform_weights(
                     let o = j * PANEL + l0 + q;
                     if o >= cn {
                         // Past the channels: zero weights.
-                        tmp.iter_mut().for_each(|t| {
+                        for t in tmp.iter_mut() {
                             if let Some(slot) = t.get_mut(q) {
                                 *slot = z;
                             }
-                        });
+                        }
                         continue;
                     }
                     let base = (c0 + o) * 9 * ic;
@@ -265,8 +267,12 @@ unsafe fn transform_weights(
                         // SAFETY: AVX2 is enabled here.
                         let row = unsafe { g3x(a, b, c) };
                         for (c, &val) in row.iter().enumerate() {
-                            if let Some(Some(slot)) = tmp.get_mut(r * 4 + c).map(|t| t.get_mut(q)) {
-                                *slot = val;
+                            // (No closures here: they would not be inlined into
+                            // this AVX2 function.)
+                            if let Some(tr) = tmp.get_mut(r * 4 + c) {
+                                if let Some(slot) = tr.get_mut(q) {
+                                    *slot = val;
+                                }
                             }
                         }
                     }
@@ -401,7 +407,8 @@ unsafe fn transform_patch(
                 _mm256_sub_epi16(e1, e3),
             ];
             for (c, val) in row.iter().enumerate() {
-                let Some(Some(slot)) = v.get_mut(r * 4 + c).map(|p| p.get_mut(t)) else { continue };
+                let Some(vp) = v.get_mut(r * 4 + c) else { continue };
+                let Some(slot) = vp.get_mut(t) else { continue };
                 if let Some(dst) = slot.get_mut(i0..i0 + 16) {
                     // SAFETY: dst is 16 i16 (32 bytes).
                     unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), *val) };
@@ -454,11 +461,11 @@ unsafe fn outer(m: &mut [[i32; PANEL]; TG], u: &[i16], v: &[[i16; ICMAX]; TG], p
 #[inline]
 unsafe fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize, y: &mut [[[i32; PANEL]; 2]; 2]) {
     use core::arch::x86_64::*;
-    let (add, sub) = (_mm256_add_epi32, _mm256_sub_epi32);
     for h in [0, 8] {
         let mut v = [_mm256_setzero_si256(); 16];
         for (vx, mx) in v.iter_mut().zip(m) {
-            if let Some(Some(r)) = mx.get(t).map(|r| r.get(h..h + 8)) {
+            let Some(mt) = mx.get(t) else { continue };
+            if let Some(r) = mt.get(h..h + 8) {
                 // SAFETY: r is 8 i32 (32 bytes).
                 *vx = unsafe { _mm256_loadu_si256(r.as_ptr().cast()) };
             }
@@ -466,20 +473,23 @@ unsafe fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize, y: &mut [[[i3
         let [m00, m01, m02, m03, m10, m11, m12, m13, m20, m21, m22, m23, m30, m31, m32, m33] = v;
         // Aᵀ on columns: r0 = m0 + m1 + m2, r1 = m1 − m2 − m3 (per column c).
         let r0 = [
-            add(add(m00, m10), m20),
-            add(add(m01, m11), m21),
-            add(add(m02, m12), m22),
-            add(add(m03, m13), m23),
+            _mm256_add_epi32(_mm256_add_epi32(m00, m10), m20),
+            _mm256_add_epi32(_mm256_add_epi32(m01, m11), m21),
+            _mm256_add_epi32(_mm256_add_epi32(m02, m12), m22),
+            _mm256_add_epi32(_mm256_add_epi32(m03, m13), m23),
         ];
         let r1 = [
-            sub(sub(m10, m20), m30),
-            sub(sub(m11, m21), m31),
-            sub(sub(m12, m22), m32),
-            sub(sub(m13, m23), m33),
+            _mm256_sub_epi32(_mm256_sub_epi32(m10, m20), m30),
+            _mm256_sub_epi32(_mm256_sub_epi32(m11, m21), m31),
+            _mm256_sub_epi32(_mm256_sub_epi32(m12, m22), m32),
+            _mm256_sub_epi32(_mm256_sub_epi32(m13, m23), m33),
         ];
         for (yr, [c0, c1, c2, c3]) in y.iter_mut().zip([r0, r1]) {
             let [y0, y1] = yr;
-            let (a, b) = (add(add(c0, c1), c2), sub(sub(c1, c2), c3));
+            let (a, b) = (
+                _mm256_add_epi32(_mm256_add_epi32(c0, c1), c2),
+                _mm256_sub_epi32(_mm256_sub_epi32(c1, c2), c3),
+            );
             for (dst, val) in [(y0, a), (y1, b)] {
                 if let Some(d) = dst.get_mut(h..h + 8) {
                     // SAFETY: d is 8 i32 (32 bytes).
