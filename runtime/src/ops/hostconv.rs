@@ -176,6 +176,80 @@ unsafe fn run_avx2(
     )
 }
 
+/// Requantization constants of a block of up to [`BLOCK`] output channels
+/// ([`OutRq`] per channel, and its fast arm's constants as arrays for the
+/// branch-free, vectorized form) with their biases.
+pub(crate) struct BlockRq {
+    rqs: [OutRq; BLOCK],
+    kb: [i32; BLOCK],
+    kp: [i64; BLOCK],
+    km: [i32; BLOCK],
+    ke: [u32; BLOCK],
+    all_fast: bool,
+}
+
+impl BlockRq {
+    /// Channels `c0 .. c0 + cn` (at most [`BLOCK`]); `adj[j]`, when given, is
+    /// taken off channel `c0 + j`'s bias (wrapping).
+    #[inline(always)]
+    pub(crate) fn new(
+        bias: &[u8],
+        mult: &[u8],
+        shift: &[u8],
+        c0: usize,
+        cn: usize,
+        adj: &[i32],
+    ) -> Self {
+        let mut k = BlockRq {
+            rqs: [OutRq::default(); BLOCK],
+            kb: [0; BLOCK],
+            kp: [0; BLOCK],
+            km: [0; BLOCK],
+            ke: [0; BLOCK],
+            all_fast: true,
+        };
+        let consts = k.kp.iter_mut().zip(k.km.iter_mut()).zip(k.ke.iter_mut());
+        for (j, ((rq, b), ((p, m), e))) in
+            k.rqs.iter_mut().zip(k.kb.iter_mut()).zip(consts).enumerate().take(cn)
+        {
+            let o = c0 + j;
+            *rq = OutRq::new(le_i32(mult, o), le_i32(shift, o));
+            *b = le_i32(bias, o).wrapping_sub(adj.get(j).copied().unwrap_or(0));
+            match rq.fast_parts() {
+                Some(f) => (*p, *m, *e) = f,
+                None => k.all_fast = false,
+            }
+        }
+        k
+    }
+
+    /// `vals[i] = mbqm(bias + sums[i])` for the block's channels `j0 + i`, over
+    /// `vals.len()` channels (the fast arm vectorizes: exact-length slices).
+    #[inline(always)]
+    pub(crate) fn apply(&self, j0: usize, sums: &[i32], vals: &mut [i32]) {
+        let n = vals.len();
+        let r = j0..j0 + n;
+        let (ss, bs) = (sums.get(..n).unwrap_or(&[]), self.kb.get(r.clone()).unwrap_or(&[]));
+        if self.all_fast {
+            let (ps, ms) =
+                (self.kp.get(r.clone()).unwrap_or(&[]), self.km.get(r.clone()).unwrap_or(&[]));
+            let es = self.ke.get(r).unwrap_or(&[]);
+            let consts = bs.iter().zip(ps).zip(ms.iter().zip(es));
+            for ((v, &s), ((&b, &p), (&m, &e))) in vals.iter_mut().zip(ss).zip(consts) {
+                // OutRq::apply's fast arm.
+                let a = b.wrapping_add(s);
+                let k = p + (a & i32::MIN) as i64;
+                *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
+            }
+        } else {
+            let rqs = self.rqs.get(r).unwrap_or(&[]);
+            for ((v, &s), (rq, &b)) in vals.iter_mut().zip(ss).zip(rqs.iter().zip(bs)) {
+                *v = rq.apply(b.wrapping_add(s));
+            }
+        }
+    }
+}
+
 /// The engine over columns of `T` (i16 `x − in_zp` with `zp = 0`, or raw int8
 /// with padding `in_zp` and `zp = in_zp`: then `zp·Σw` is taken off each
 /// channel's bias, so the sums are the same). `dot2` is the pair kernel;
@@ -209,30 +283,15 @@ fn engine<T: Copy + Default>(
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
-        // Per-channel constants, also as arrays for the branch-free 64-bit form.
-        let mut rqs = [OutRq::default(); BLOCK];
-        let (mut kb, mut kp, mut km, mut ke) =
-            ([0i32; BLOCK], [0i64; BLOCK], [0i32; BLOCK], [0u32; BLOCK]);
-        let mut all_fast = true;
-        for (j, ((rq, b), ((p, m), e))) in rqs
-            .iter_mut()
-            .zip(kb.iter_mut())
-            .zip(kp.iter_mut().zip(km.iter_mut()).zip(ke.iter_mut()))
-            .enumerate()
-            .take(cn)
-        {
-            let o = c0 + j;
-            *rq = OutRq::new(le_i32(mult, o), le_i32(shift, o));
-            *b = le_i32(bias, o);
-            if zp != 0 {
-                let sw = row(o, 0, ksz).unwrap_or(&[]).iter().fold(0i32, |a, &v| a + v as i32);
-                *b = b.wrapping_sub(zp.wrapping_mul(sw));
-            }
-            match rq.fast_parts() {
-                Some(f) => (*p, *m, *e) = f,
-                None => all_fast = false,
+        // zp·Σw per channel (raw int8 columns with padding zp).
+        let mut adj = [0i32; BLOCK];
+        if zp != 0 {
+            for (j, a) in adj.iter_mut().enumerate().take(cn) {
+                let sw = row(c0 + j, 0, ksz).unwrap_or(&[]).iter().fold(0i32, |a, &v| a + v as i32);
+                *a = zp.wrapping_mul(sw);
             }
         }
+        let brq = BlockRq::new(bias, mult, shift, c0, cn, &adj);
         let (mut sums, mut vals) = ([0i32; BLOCK], [0i32; BLOCK]);
         if panel.is_some() {
             repack(&mut wbuf, w, ksz, c0, cn);
@@ -282,24 +341,8 @@ fn engine<T: Copy + Default>(
                         &sums
                     }
                 };
-                if all_fast {
-                    // OutRq::apply's fast arm, channel-wise over slices of cn
-                    // (vectorized).
-                    let (vs, ss) =
-                        (vals.get_mut(..cn).unwrap_or(&mut []), sums.get(..cn).unwrap_or(&[]));
-                    let (bs, ps) = (kb.get(..cn).unwrap_or(&[]), kp.get(..cn).unwrap_or(&[]));
-                    let (ms, es) = (km.get(..cn).unwrap_or(&[]), ke.get(..cn).unwrap_or(&[]));
-                    let consts = bs.iter().zip(ps).zip(ms.iter().zip(es));
-                    for ((v, &s), ((&b, &p), (&m, &e))) in vs.iter_mut().zip(ss).zip(consts) {
-                        let a = b.wrapping_add(s);
-                        let k = p + (a & i32::MIN) as i64;
-                        *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
-                    }
-                } else {
-                    for ((v, &s), (rq, &b)) in vals.iter_mut().zip(sums).zip(rqs.iter().zip(&kb)) {
-                        *v = rq.apply(b.wrapping_add(s));
-                    }
-                }
+                let vs = vals.get_mut(..cn).unwrap_or(&mut []);
+                brq.apply(0, sums, vs);
                 store(q, c0, vals.get(..cn).unwrap_or(&[]));
             }
             q0 += WPIX;

@@ -24,7 +24,7 @@ pub mod softmax;
 pub mod timestep_embed;
 pub mod upsample;
 pub mod wide;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
 pub mod winograd;
 
 pub use crate::format::multiply_by_quantized_multiplier as mbqm;

@@ -33,8 +33,7 @@
 //! channels up to [`ICMAX`]), 4 KiB of sums.
 
 use super::conv2d::Conv2dParams;
-use super::im2col::OutRq;
-use super::le_i32;
+use super::hostconv::BlockRq;
 
 /// Largest input channel count handled.
 pub const ICMAX: usize = 128;
@@ -43,7 +42,7 @@ const PANEL: usize = 16;
 /// Tiles per group.
 const TG: usize = 4;
 /// Most output channels per block.
-const BLOCK: usize = 64;
+const BLOCK: usize = super::hostconv::BLOCK;
 /// i16 words of transformed weights held at once: 16 positions × `ICMAX` ×
 /// [`PANEL`] (one panel at `ICMAX` input channels).
 const UWORDS: usize = 16 * ICMAX * PANEL;
@@ -103,24 +102,7 @@ pub unsafe fn run_avx2(
         let npan = cn.div_ceil(PANEL);
         // SAFETY: AVX2 is enabled in this function.
         unsafe { transform_weights(&mut u, w, ic, c0, cn, per_panel) };
-        // Requantization constants of the block.
-        let (mut rqs, mut kb) = ([OutRq::default(); BLOCK], [0i32; BLOCK]);
-        let (mut kp, mut km, mut ke) = ([0i64; BLOCK], [0i32; BLOCK], [0u32; BLOCK]);
-        let mut all_fast = true;
-        for (l, ((rq, b), ((p, m), e))) in rqs
-            .iter_mut()
-            .zip(kb.iter_mut())
-            .zip(kp.iter_mut().zip(km.iter_mut()).zip(ke.iter_mut()))
-            .enumerate()
-            .take(cn)
-        {
-            *rq = OutRq::new(le_i32(mult, c0 + l), le_i32(shift, c0 + l));
-            *b = le_i32(bias, c0 + l);
-            match rq.fast_parts() {
-                Some(f) => (*p, *m, *e) = f,
-                None => all_fast = false,
-            }
-        }
+        let brq = BlockRq::new(bias, mult, shift, c0, cn, &[]);
         let mut t0 = 0;
         while t0 < tiles {
             for (t, vt) in (t0..t0 + TG).enumerate() {
@@ -133,11 +115,6 @@ pub unsafe fn run_avx2(
             for (j, pan) in u.chunks_exact(per_panel).take(npan).enumerate() {
                 let p0 = c0 + j * PANEL;
                 let pn = PANEL.min(oc - p0);
-                let r = j * PANEL..j * PANEL + pn;
-                let (rqs, kb) =
-                    (rqs.get(r.clone()).unwrap_or(&[]), kb.get(r.clone()).unwrap_or(&[]));
-                let (kp, km) = (kp.get(r.clone()).unwrap_or(&[]), km.get(r.clone()).unwrap_or(&[]));
-                let ke = ke.get(r).unwrap_or(&[]);
                 for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v)
                 {
                     // SAFETY: AVX2 is enabled in this function.
@@ -159,24 +136,13 @@ pub unsafe fn run_avx2(
                                 continue;
                             }
                             // s4 = 4·S exactly (see the module notes).
-                            let mut vals = [0i32; PANEL];
-                            if all_fast {
-                                // OutRq::apply's fast arm, channel-wise (vectorizable).
-                                let consts = kb.iter().zip(kp).zip(km.iter().zip(ke));
-                                for ((v, &s), ((&b, &p), (&m, &e))) in
-                                    vals.iter_mut().zip(s4).zip(consts)
-                                {
-                                    let a = b.wrapping_add(s >> 2);
-                                    let k = p + (a & i32::MIN) as i64;
-                                    *v = (((a as i64 * m as i64 + k) >> 32) as i32) >> e;
-                                }
-                            } else {
-                                for ((o, &s), (rq, &b)) in
-                                    vals.iter_mut().zip(s4).zip(rqs.iter().zip(kb))
-                                {
-                                    *o = rq.apply(b.wrapping_add(s >> 2));
-                                }
+                            let mut sums = [0i32; PANEL];
+                            for (d, &v) in sums.iter_mut().zip(s4) {
+                                *d = v >> 2;
                             }
+                            let mut vals = [0i32; PANEL];
+                            let vs = vals.get_mut(..pn).unwrap_or(&mut []);
+                            brq.apply(j * PANEL, &sums, vs);
                             store(oy * ow + ox, p0, vals.get(..pn).unwrap_or(&[]));
                         }
                     }
