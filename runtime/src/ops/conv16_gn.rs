@@ -508,7 +508,7 @@ fn pixel_major<X: Elem, Y: Elem>(
             pixel_major_avx2::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
         };
     }
-    pixel_major_body::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+    pixel_major_body::<X, Y, false>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
 }
 
 /// [`pixel_major`] compiled for AVX2 (per-lane variable shifts, 4 f64 lanes).
@@ -530,12 +530,13 @@ unsafe fn pixel_major_avx2<X: Elem, Y: Elem>(
     shift: &[u8],
     bias: &[u8],
 ) -> bool {
-    pixel_major_body::<X, Y>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
+    pixel_major_body::<X, Y, true>(x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias)
 }
 
+/// `AVX2`: compiled into [`pixel_major_avx2`] (the CPU has AVX2).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pixel_major_body<X: Elem, Y: Elem>(
+fn pixel_major_body<X: Elem, Y: Elem, const AVX2: bool>(
     x: &[u8],
     c: usize,
     y: &mut [u8],
@@ -555,6 +556,8 @@ fn pixel_major_body<X: Elem, Y: Elem>(
     let n = (pixels * cg) as i64;
     let (mut s1c, mut s2c) = ([0i64; PM_CHANNELS], [0i64; PM_CHANNELS]);
     let (s1c, s2c) = (s1c.get_mut(..c).unwrap_or(&mut []), s2c.get_mut(..c).unwrap_or(&mut []));
+    // Largest |v| per channel, tracked in the AVX2 instance only (else 0).
+    let mut vabs = [0i32; PM_CHANNELS];
     #[cfg(ddpm_dsp)]
     let summed = X::BYTES == 2 && dsp::group_sums(x, c, cg, pixels, in_zp, s1c, s2c);
     #[cfg(not(ddpm_dsp))]
@@ -562,9 +565,10 @@ fn pixel_major_body<X: Elem, Y: Elem>(
     if summed {
         // Armv7E-M: each group's sums are in its first channel's slots.
     } else if c % 8 == 0 {
-        // Eight channels at a time over all pixels, the sums in registers.
+        // Eight channels at a time over all pixels, the sums in registers (and,
+        // for the AVX2 output pass, the largest |v|).
         for (kb, (b1, b2)) in s1c.chunks_exact_mut(8).zip(s2c.chunks_exact_mut(8)).enumerate() {
-            let (mut a1, mut a2) = ([0i64; 8], [0i64; 8]);
+            let (mut a1, mut a2, mut am) = ([0i64; 8], [0i64; 8], [0i32; 8]);
             let span = kb * 8 * X::BYTES..(kb + 1) * 8 * X::BYTES;
             for px in x.chunks_exact(c * X::BYTES).take(pixels) {
                 let mut v8 = [0i32; 8];
@@ -575,16 +579,29 @@ fn pixel_major_body<X: Elem, Y: Elem>(
                     *a += v as i64;
                     *q += v as i64 * v as i64;
                 }
+                if AVX2 {
+                    for (m, &v) in am.iter_mut().zip(&v8) {
+                        *m = (*m).max(v.abs());
+                    }
+                }
             }
             b1.copy_from_slice(&a1);
             b2.copy_from_slice(&a2);
+            if let (true, Some(vm)) = (AVX2, vabs.get_mut(kb * 8..kb * 8 + 8)) {
+                vm.copy_from_slice(&am);
+            }
         }
     } else {
         for px in x.chunks_exact(c * X::BYTES).take(pixels) {
-            for ((a1, a2), v) in s1c.iter_mut().zip(s2c.iter_mut()).zip(X::iter(px)) {
-                let v = (v - in_zp) as i64;
-                *a1 += v;
-                *a2 += v * v;
+            for (((a1, a2), m), v) in
+                s1c.iter_mut().zip(s2c.iter_mut()).zip(vabs.iter_mut()).zip(X::iter(px))
+            {
+                let v = v - in_zp;
+                *a1 += v as i64;
+                *a2 += v as i64 * v as i64;
+                if AVX2 {
+                    *m = (*m).max(v.abs());
+                }
             }
         }
     }
@@ -626,6 +643,15 @@ fn pixel_major_body<X: Elem, Y: Elem>(
     }
     #[cfg(ddpm_wide)]
     let fz = FloatZ::new(lines.get(..groups).unwrap_or(&[]), cg);
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if AVX2 && !general {
+        if let Some(f) = fz.as_ref() {
+            // SAFETY: AVX2 is only set in the AVX2 instance (the CPU has it).
+            if unsafe { f64_out_avx2::<X, Y>(x, c, y, pixels, ch, f, &vabs, in_zp, out_zp) } {
+                return true;
+            }
+        }
+    }
     let mut zb = [0i32; PM_CHANNELS];
     let zs = zb.get_mut(..ch.len()).unwrap_or(&mut []);
     let (mut om, mut oe, mut omask, mut ob) =
@@ -738,6 +764,163 @@ impl FloatZ {
         }
         !unsure
     }
+}
+
+#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+std::thread_local! {
+    /// Pixels [`f64_out_avx2`] finished in f64 and pixels it recomputed exactly
+    /// on this thread (tests check that both paths run).
+    static F64_PIXELS: core::cell::Cell<[usize; 2]> = const { core::cell::Cell::new([0; 2]) };
+}
+
+/// This thread's [`F64_PIXELS`].
+#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+fn f64_pixels() -> [usize; 2] {
+    F64_PIXELS.with(|p| p.get())
+}
+
+/// `2^k` for `−1022 ≤ k ≤ 1023`, exactly.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+fn pow2(k: i32) -> f64 {
+    f64::from_bits(((1023 + k) as u64) << 52)
+}
+
+/// The output pass of [`pixel_major`] in f64 on AVX2, four channels per vector,
+/// certified exact; `false`, having written nothing, when a channel is not
+/// eligible.
+///
+/// `z` comes from [`FloatZ`]'s certified line (`y = p + v·s`, rounded; a pixel
+/// with an uncertain element is recomputed with the integer formula). The
+/// requantization `r = (v₁ >> e) + [(v₁ & mask) > (mask >> 1) + (v₁ < 0)]` of
+/// `v₁ = ⌊(z·m + 2^30)/2^31⌋` is one floor:
+/// `r = ⌊(z·m + 2^30 + (h − [z·m + 2^30 < 0])·2^31) / 2^(31+e)⌋` with
+/// `h = 2^(e−1)` (`h = 0` and no sign term when `e = 0`), since
+/// `⌊⌊a⌋/N⌋ = ⌊a/N⌋` for integers `N`. With `|z| < 2^21` (checked per channel
+/// from `|p| + max|v|·s`, `vabs` holding each channel's largest `|v|`) and `e ≤ 21` the numerator is an integer below 2^53, so
+/// `z·(m·2^−(31+e)) + C·2^−(31+e)` is exact in f64 and so is its floor. The
+/// bias and output zero point (`|out_zp| + |bias| < 2^30`, so the saturating
+/// adds of the integer path never saturate while `|r| ≤ 2^21 + 1`) are added
+/// after the floor; the integer packs saturate the sum to the output type.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
+    x: &[u8],
+    c: usize,
+    y: &mut [u8],
+    pixels: usize,
+    ch: &[Chan],
+    fz: &FloatZ,
+    vabs: &[i32],
+    in_zp: i32,
+    out_zp: i32,
+) -> bool {
+    use core::arch::x86_64::*;
+    const ZMAX: f64 = 2_097_152.0; // 2^21
+    if ch.len() != c || fz.n != c || c > PM_CHANNELS {
+        return false;
+    }
+    if X::count(x) < pixels * c || Y::count(y) < pixels * c {
+        return false;
+    }
+    let mut cst = [[0f64; PM_CHANNELS]; 5];
+    let [mf, cp, cn, tt, kk] = &mut cst;
+    for (k, e) in ch.iter().enumerate() {
+        let (m, sh, _) = e.rq.parts();
+        let (Some(&p), Some(&s), Some(&vm)) = (fz.pf.get(k), fz.sf.get(k), vabs.get(k)) else {
+            return false;
+        };
+        // |y| ≤ |p| + |v|·s (the f64 terms are within 2^−40 of the exact ones).
+        if sh > 21 || p.abs() + vm as f64 * s + 1.0 >= ZMAX {
+            return false;
+        }
+        if (out_zp as i64).abs() + (e.bias as i64).abs() >= 1 << 30 {
+            return false;
+        }
+        let e = sh as i32;
+        let scale = pow2(-(31 + e));
+        let (h, neg) = if e == 0 { (0i64, 0i64) } else { (1i64 << (e - 1), 1) };
+        let (Some(m_), Some(cp_), Some(cn_), Some(t_), Some(k_)) =
+            (mf.get_mut(k), cp.get_mut(k), cn.get_mut(k), tt.get_mut(k), kk.get_mut(k))
+        else {
+            return false;
+        };
+        *m_ = m as f64 * scale;
+        *cp_ = ((1i64 << 30) + (h << 31)) as f64 * scale;
+        *cn_ = ((1i64 << 30) + ((h - neg) << 31)) as f64 * scale;
+        *t_ = -(1i64 << 30) as f64 * scale;
+        *k_ = (out_zp as i64 + ch.get(k).map_or(0, |e| e.bias) as i64) as f64;
+    }
+    let (xb, yb) = (X::BYTES, Y::BYTES);
+    let magic = _mm256_set1_pd(6_755_399_441_055_744.0); // 1.5·2^52
+    let absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let bound = _mm256_set1_pd(0.5 - fz.err);
+    let zp = _mm_set1_epi32(in_zp);
+    let c4 = c - c % 4;
+    let (pp, sp) = (fz.pf.as_ptr(), fz.sf.as_ptr());
+    let (mp, cpp, cnp, tp, kp) = (mf.as_ptr(), cp.as_ptr(), cn.as_ptr(), tt.as_ptr(), kk.as_ptr());
+    for px in 0..pixels {
+        // SAFETY (every pointer below): x and y hold at least pixels·c elements
+        // (checked above), k + 4 ≤ c4 ≤ c ≤ PM_CHANNELS, the lengths of the
+        // constant arrays.
+        let xp = x.as_ptr().add(px * c * xb);
+        let yp = y.as_mut_ptr().add(px * c * yb);
+        let mut bad = _mm256_setzero_pd();
+        let mut k = 0;
+        while k < c4 {
+            let vi = if xb == 1 {
+                _mm_cvtepi8_epi32(_mm_cvtsi32_si128((xp.add(k) as *const i32).read_unaligned()))
+            } else {
+                _mm_cvtepi16_epi32(_mm_loadl_epi64(xp.add(2 * k) as *const __m128i))
+            };
+            let vf = _mm256_cvtepi32_pd(_mm_sub_epi32(vi, zp));
+            let yv = _mm256_add_pd(
+                _mm256_loadu_pd(pp.add(k)),
+                _mm256_mul_pd(vf, _mm256_loadu_pd(sp.add(k))),
+            );
+            let r0 = _mm256_sub_pd(_mm256_add_pd(yv, magic), magic);
+            let t = _mm256_and_pd(_mm256_sub_pd(yv, r0), absmask);
+            bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(t, bound));
+            let prod = _mm256_mul_pd(r0, _mm256_loadu_pd(mp.add(k)));
+            let neg = _mm256_cmp_pd::<_CMP_LT_OQ>(prod, _mm256_loadu_pd(tp.add(k)));
+            let cc =
+                _mm256_blendv_pd(_mm256_loadu_pd(cpp.add(k)), _mm256_loadu_pd(cnp.add(k)), neg);
+            let w = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+                _mm256_add_pd(prod, cc),
+            );
+            let o = _mm256_add_pd(w, _mm256_loadu_pd(kp.add(k)));
+            // |o| < 2^31: converts exactly; the packs saturate to the type.
+            let o16 = _mm_packs_epi32(_mm256_cvtpd_epi32(o), _mm256_cvtpd_epi32(o));
+            if yb == 1 {
+                let o8 = _mm_packs_epi16(o16, o16);
+                (yp.add(k) as *mut i32).write_unaligned(_mm_cvtsi128_si32(o8));
+            } else {
+                _mm_storel_epi64(yp.add(2 * k) as *mut __m128i, o16);
+            }
+            k += 4;
+        }
+        let unsure = _mm256_movemask_pd(bad) != 0;
+        #[cfg(test)]
+        F64_PIXELS.with(|p| {
+            let mut v = p.get();
+            v[unsure as usize] += 1;
+            p.set(v)
+        });
+        let from = if unsure { 0 } else { c4 };
+        if from < c {
+            let xs = x.get(px * c * xb..(px + 1) * c * xb).unwrap_or(&[]);
+            let ys = y.get_mut(px * c * yb..(px + 1) * c * yb).unwrap_or(&mut []);
+            for (k, e) in ch.iter().enumerate().skip(from) {
+                let z = exact_z(e, X::get(xs, k) - in_zp);
+                let o = out_zp.saturating_add(e.rq.apply(z)).saturating_add(e.bias);
+                Y::put_clamped(ys, k, o, Y::MIN, Y::MAX);
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -964,5 +1147,137 @@ mod tests {
             run::<E8, E16>(&x8, c, 2 * n, groups, (in_zp, 0), eps, &m, &s, &b);
             run::<E8, E8>(&x8, c, n, groups, (in_zp, out_zp), eps, &m, &s, &b);
         }
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if std::is_x86_feature_detected!("avx2") {
+            // Ties are too rare here to reach the recomputation (the next test
+            // builds them).
+            let [fast, _] = f64_pixels();
+            assert!(fast > 1000, "{fast} pixels in f64");
+        }
+    }
+
+    /// The f64 output pass against the exact element formula on lines built to
+    /// hit exact half-integers of `z` (every element, or every odd `v`) and on
+    /// ordinary lines: ties must be recomputed, the rest certified.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn f64_output_pass_is_exact_at_ties() {
+        if !std::is_x86_feature_detected!("avx2") {
+            // The pass only exists on AVX2 CPUs (the other tests cover the rest).
+            std::eprintln!("no AVX2 on this CPU: the f64 output pass is not compiled in");
+            return;
+        }
+        let mut r = Rng(0x71e5);
+        let (mut certain, mut unsure) = (0, 0);
+        for case in 0..400 {
+            let (c, pixels) = ([4usize, 8, 12, 16][case % 4], 1 + (r.next() % 40) as usize);
+            let mean = r.range(-3000, 3000) as i128;
+            let unit = 1i128 << 46;
+            let step = match case % 3 {
+                // Every v on a half-integer, or every odd v.
+                0 => r.range(1, 40) as i128 * unit,
+                1 => r.range(1, 40) as i128 * unit + unit / 2,
+                _ => (r.next() as i128 & (unit - 1)) << 4,
+            };
+            let p0 =
+                -mean * step + if case % 3 == 2 { r.next() as i128 & (unit - 1) } else { unit / 2 };
+            let line = ZLine::new(p0, step);
+            let Some(fz) = FloatZ::new(&[line], c) else { continue };
+            let ch: Vec<Chan> = (0..c)
+                .map(|_| {
+                    let (m, s) =
+                        quantize_multiplier(2f64.powi(-(r.range(1, 14) as i32)) * (0.5 + r.f64()));
+                    let m = if r.next() % 3 == 0 { -m } else { m };
+                    Chan {
+                        a0: line.a0,
+                        b0: line.b0,
+                        sa: line.sa,
+                        sb: line.sb,
+                        rq: Rq::new(m, s),
+                        bias: r.range(-500, 500) as i32,
+                        fz: FixZ::default(),
+                        fix: false,
+                    }
+                })
+                .collect();
+            let spread = (2_000_000 / (step / unit).max(1)).min(32000) as i64;
+            let x: Vec<i16> = (0..pixels * c)
+                .map(|_| (mean as i64 + r.range(-spread, spread)).clamp(-32768, 32767) as i16)
+                .collect();
+            let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let vabs: Vec<i32> =
+                (0..c).map(|_| x.iter().map(|&v| (v as i32).abs()).max().unwrap_or(0)).collect();
+            let mut y = vec![0u8; 2 * x.len()];
+            let out_zp = r.range(-100, 100) as i32;
+            let before = f64_pixels();
+            // SAFETY: AVX2 is present (checked above).
+            if !unsafe {
+                f64_out_avx2::<E16, E16>(&xb, c, &mut y, pixels, &ch, &fz, &vabs, 0, out_zp)
+            } {
+                continue;
+            }
+            let after = f64_pixels();
+            certain += after[0] - before[0];
+            unsure += after[1] - before[1];
+            for (i, (&v, got)) in x.iter().zip(y.chunks_exact(2)).enumerate() {
+                let e = &ch[i % c];
+                let z = line.z(v as i32);
+                let want = out_zp
+                    .saturating_add(e.rq.apply(z))
+                    .saturating_add(e.bias)
+                    .clamp(-32768, 32767);
+                assert_eq!(
+                    i16::from_le_bytes([got[0], got[1]]) as i32,
+                    want,
+                    "case {case} v {v} z {z}"
+                );
+            }
+        }
+        assert!(certain > 1000 && unsure > 1000, "certain {certain} unsure {unsure}");
+    }
+
+    /// Group norms like a trained model's (the shapes and channel counts of the
+    /// shipped UNet, wide activation spreads, ordinary multipliers) against
+    /// `wide::group_norm`, bit for bit; on AVX2 hosts nearly every pixel must
+    /// take the f64 output pass.
+    #[test]
+    fn model_like_group_norms_match() {
+        let mut r = Rng(0x9e0f);
+        let mut pixels_run = 0;
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        let fast0 = f64_pixels()[0];
+        for case in 0..120 {
+            let (hw, c) =
+                [(784, 16), (784, 32), (196, 64), (49, 128), (49, 64), (100, 20)][case % 6];
+            let groups = [8, 4, 16, 2][case % 4].min(c / 4);
+            let n = hw * c;
+            let spread = [2000i64, 9000, 30000, 60][case % 4];
+            let x16: Vec<i16> =
+                (0..n).map(|_| r.range(-spread, spread).clamp(-32768, 32767) as i16).collect();
+            let x16b: Vec<u8> = x16.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let x8: Vec<u8> = (0..n).map(|_| r.range(-100, 120) as i8 as u8).collect();
+            let (mut mult, mut shift) = (vec![], vec![]);
+            for _ in 0..c {
+                let real = (2f64).powi(-(r.range(4, 20) as i32)) * (0.5 + r.f64());
+                let (m, s) = quantize_multiplier(real);
+                mult.push(if r.next() % 4 == 0 { -m } else { m });
+                shift.push(s);
+            }
+            let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
+            let (m, s, b) = (i32_bytes(&mult), i32_bytes(&shift), i32_bytes(&bias));
+            let eps = [1u64 << 20, 1 << 8][case % 2];
+            let (in_zp, out_zp) = (r.range(-128, 127) as i32, r.range(-128, 127) as i32);
+            run::<E16, E16>(&x16b, c, 2 * n, groups, (0, 0), eps, &m, &s, &b);
+            run::<E16, E8>(&x16b, c, n, groups, (0, out_zp), eps, &m, &s, &b);
+            run::<E8, E16>(&x8, c, 2 * n, groups, (in_zp, 0), eps, &m, &s, &b);
+            run::<E8, E8>(&x8, c, n, groups, (in_zp, out_zp), eps, &m, &s, &b);
+            pixels_run += 4 * hw;
+        }
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if std::is_x86_feature_detected!("avx2") {
+            let fast = f64_pixels()[0] - fast0;
+            assert!(fast * 100 >= pixels_run * 95, "{fast} of {pixels_run} pixels in f64");
+        }
+        assert!(pixels_run > 0);
     }
 }
