@@ -1127,6 +1127,17 @@ fn conv_wide<Y: Elem>(
             return;
         }
     }
+    // At least 16 output channels on AVX2: direct, without columns.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if oc >= 16
+        && oh * ow >= super::direct::MIN_PIXELS
+        && super::direct::applicable::<E16>(in_shape, [oh, ow, oc], p)
+    {
+        // SAFETY: `applicable` checked that the CPU supports AVX2.
+        return unsafe {
+            super::direct::run_avx2::<E16, Y>(x, in_shape, [oh, ow, oc], p, w, bias, mult, shift, y)
+        };
+    }
     let ksz = p.kh * p.kw * in_shape[2];
     let npix = oh * ow;
     let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {

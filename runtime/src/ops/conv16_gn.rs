@@ -643,7 +643,7 @@ fn pixel_major_body<X: Elem, Y: Elem, const AVX2: bool>(
     }
     #[cfg(ddpm_wide)]
     let fz = FloatZ::new(lines.get(..groups).unwrap_or(&[]), cg);
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
     if AVX2 && !general {
         if let Some(f) = fz.as_ref() {
             // SAFETY: AVX2 is only set in the AVX2 instance (the CPU has it).
@@ -766,7 +766,7 @@ impl FloatZ {
     }
 }
 
-#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+#[cfg(all(test, ddpm_wide, feature = "std", target_arch = "x86_64"))]
 std::thread_local! {
     /// Pixels [`f64_out_avx2`] finished in f64 and pixels it recomputed exactly
     /// on this thread (tests check that both paths run).
@@ -774,13 +774,13 @@ std::thread_local! {
 }
 
 /// This thread's [`F64_PIXELS`].
-#[cfg(all(test, feature = "std", target_arch = "x86_64"))]
+#[cfg(all(test, ddpm_wide, feature = "std", target_arch = "x86_64"))]
 fn f64_pixels() -> [usize; 2] {
     F64_PIXELS.with(|p| p.get())
 }
 
 /// `2^k` for `−1022 ≤ k ≤ 1023`, exactly.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
 fn pow2(k: i32) -> f64 {
     f64::from_bits(((1023 + k) as u64) << 52)
 }
@@ -804,7 +804,7 @@ fn pow2(k: i32) -> f64 {
 ///
 /// # Safety
 /// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
@@ -1147,7 +1147,7 @@ mod tests {
             run::<E8, E16>(&x8, c, 2 * n, groups, (in_zp, 0), eps, &m, &s, &b);
             run::<E8, E8>(&x8, c, n, groups, (in_zp, out_zp), eps, &m, &s, &b);
         }
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
         if std::is_x86_feature_detected!("avx2") {
             // Ties are too rare here to reach the recomputation (the next test
             // builds them).
@@ -1159,7 +1159,7 @@ mod tests {
     /// The f64 output pass against the exact element formula on lines built to
     /// hit exact half-integers of `z` (every element, or every odd `v`) and on
     /// ordinary lines: ties must be recomputed, the rest certified.
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
     #[test]
     fn f64_output_pass_is_exact_at_ties() {
         if !std::is_x86_feature_detected!("avx2") {
@@ -1244,7 +1244,7 @@ mod tests {
     fn model_like_group_norms_match() {
         let mut r = Rng(0x9e0f);
         let mut pixels_run = 0;
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
         let fast0 = f64_pixels()[0];
         for case in 0..120 {
             let (hw, c) =
@@ -1273,7 +1273,7 @@ mod tests {
             run::<E8, E8>(&x8, c, n, groups, (in_zp, out_zp), eps, &m, &s, &b);
             pixels_run += 4 * hw;
         }
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
         if std::is_x86_feature_detected!("avx2") {
             let fast = f64_pixels()[0] - fast0;
             assert!(fast * 100 >= pixels_run * 95, "{fast} of {pixels_run} pixels in f64");

@@ -176,6 +176,10 @@ unsafe fn run_avx2(
     )
 }
 
+/// `(bias, kpos, m, e1)` slices of [`BlockRq::fast_consts`].
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub(crate) type FastConsts<'a> = (&'a [i32], &'a [i64], &'a [i32], &'a [u32]);
+
 /// Requantization constants of a block of up to [`BLOCK`] output channels
 /// ([`OutRq`] per channel, and its fast arm's constants as arrays for the
 /// branch-free, vectorized form) with their biases.
@@ -221,6 +225,25 @@ impl BlockRq {
             }
         }
         k
+    }
+
+    /// The fast arm's constants of channels `j0 .. j0 + n`: `(bias, kpos, m, e1)`
+    /// (`mbqm(bias + s) = ((a·m + kpos + (a & i32::MIN)) >> 32) >> e1` for
+    /// `a = bias + s`), or `None` when a channel of the block needs the general
+    /// arm or the range is out of the block.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[inline(always)]
+    pub(crate) fn fast_consts(&self, j0: usize, n: usize) -> Option<FastConsts<'_>> {
+        let r = j0..j0 + n;
+        if !self.all_fast {
+            return None;
+        }
+        Some((
+            self.kb.get(r.clone())?,
+            self.kp.get(r.clone())?,
+            self.km.get(r.clone())?,
+            self.ke.get(r)?,
+        ))
     }
 
     /// `vals[i] = mbqm(bias + sums[i])` for the block's channels `j0 + i`, over

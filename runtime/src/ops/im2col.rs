@@ -816,6 +816,19 @@ pub fn conv2d_im2col_wide(
     mult: &[u8],
     shift: &[u8],
 ) {
+    if direct::<super::wide::E8>(
+        x,
+        in_shape,
+        super::as_u8_mut(y),
+        out_shape,
+        p,
+        w,
+        bias,
+        mult,
+        shift,
+    ) {
+        return;
+    }
     let oc = out_shape[2];
     wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, c0, v| {
         let ys = y.get_mut(q * oc + c0..q * oc + c0 + v.len()).unwrap_or(&mut []);
@@ -840,6 +853,9 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     mult: &[u8],
     shift: &[u8],
 ) {
+    if direct::<Y>(x, in_shape, y, out_shape, p, w, bias, mult, shift) {
+        return;
+    }
     let oc = out_shape[2];
     let mut buf = [0i32; super::hostconv::BLOCK];
     wide(x, in_shape, out_shape, p, w, bias, mult, shift, |q, c0, v| {
@@ -849,6 +865,53 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
         }
         Y::put_all(ys.unwrap_or(&mut []), &buf);
     });
+}
+
+/// The direct AVX2 kernel ([`super::direct`]) for int8-input convolutions with
+/// at least 16 output channels that Winograd does not take; `false` (nothing
+/// written) otherwise.
+#[cfg(ddpm_wide)]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(
+    not(all(feature = "std", target_arch = "x86_64")),
+    allow(clippy::extra_unused_type_parameters)
+)]
+fn direct<Y: super::wide::Elem>(
+    x: &[i8],
+    in_shape: [usize; 3],
+    y: &mut [u8],
+    out_shape: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+) -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if out_shape[2] >= 16
+        && out_shape[0] * out_shape[1] >= super::direct::MIN_PIXELS
+        && !super::winograd::applicable(in_shape, p)
+        && super::direct::applicable::<super::wide::E8>(in_shape, out_shape, p)
+    {
+        // SAFETY: `applicable` checked that the CPU supports AVX2.
+        unsafe {
+            super::direct::run_avx2::<super::wide::E8, Y>(
+                super::as_u8(x),
+                in_shape,
+                out_shape,
+                p,
+                w,
+                bias,
+                mult,
+                shift,
+                y,
+            )
+        };
+        return true;
+    }
+    let _ = (x, in_shape, y, out_shape, p, w, bias, mult, shift);
+    false
 }
 
 /// `d[i] = r[i] − zp` (a function of its own: its slices do not alias, so the

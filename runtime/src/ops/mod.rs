@@ -11,6 +11,8 @@ pub mod concat;
 pub mod conv16;
 pub mod conv16_gn;
 pub mod conv2d;
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+pub mod direct;
 pub mod dot;
 pub mod group_norm;
 #[cfg(ddpm_wide)]

@@ -161,7 +161,12 @@ pub unsafe fn run_avx2(
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn load16(src: &[i8], at: usize, n: usize, fill: i8) -> core::arch::x86_64::__m256i {
+pub(super) unsafe fn load16(
+    src: &[i8],
+    at: usize,
+    n: usize,
+    fill: i8,
+) -> core::arch::x86_64::__m256i {
     use core::arch::x86_64::*;
     match src.get(at..at + 16) {
         // SAFETY: 16 bytes in bounds.
@@ -285,7 +290,9 @@ unsafe fn g3x(
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn transpose8(r: &[core::arch::x86_64::__m256i; 8]) -> [core::arch::x86_64::__m256i; 8] {
+pub(super) unsafe fn transpose8(
+    r: &[core::arch::x86_64::__m256i; 8],
+) -> [core::arch::x86_64::__m256i; 8] {
     use core::arch::x86_64::*;
     let [r0, r1, r2, r3, r4, r5, r6, r7] = *r;
     let (a0, a1) = (_mm256_unpacklo_epi32(r0, r1), _mm256_unpackhi_epi32(r0, r1));
