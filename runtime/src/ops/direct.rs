@@ -110,8 +110,6 @@ pub unsafe fn run_avx2<X: Elem, Y: Elem>(
     }
     let mut wpk_buf = core::mem::MaybeUninit::<[i16; WPW]>::uninit();
     let wpk = zeroed_prefix(&mut wpk_buf, taps * pairs * 2 * PANEL);
-    let (act_lo, act_hi) = (_mm256_set1_epi32(p.act_min), _mm256_set1_epi32(p.act_max));
-    let zp_out = _mm256_set1_epi32(p.out_zp);
     let mut c0 = 0;
     while c0 < oc {
         let cn = BLOCK.min(oc - c0);
@@ -174,52 +172,9 @@ pub unsafe fn run_avx2<X: Elem, Y: Elem>(
                     }
                     let accs = [(a0, a1), (a2, a3), (a4, a5), (a6, a7)];
                     for (i, &(lo, hi)) in accs.iter().enumerate().take(n) {
-                        let at = ((oy * ow + ox + i) * oc + c0 + j0) * Y::BYTES;
-                        match (&vk, y.get_mut(at..at + PANEL * Y::BYTES)) {
-                            (Some(k), Some(dst)) => {
-                                // SAFETY: AVX2 is enabled in this function.
-                                let (r0, r1) = unsafe { (k.apply(lo, 0), k.apply(hi, 1)) };
-                                let r0 = _mm256_add_epi32(r0, zp_out);
-                                let r1 = _mm256_add_epi32(r1, zp_out);
-                                let r0 = _mm256_min_epi32(_mm256_max_epi32(r0, act_lo), act_hi);
-                                let r1 = _mm256_min_epi32(_mm256_max_epi32(r1, act_lo), act_hi);
-                                // Saturating packs (the type's range), lanes back in order.
-                                let v16 = _mm256_permute4x64_epi64(
-                                    _mm256_packs_epi32(r0, r1),
-                                    0b11_01_10_00,
-                                );
-                                if Y::BYTES == 2 {
-                                    // SAFETY: dst is 32 bytes.
-                                    unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v16) };
-                                } else {
-                                    let v8 = _mm256_packs_epi16(v16, v16);
-                                    let v8 = _mm256_permute4x64_epi64(v8, 0b00_00_10_00);
-                                    // SAFETY: dst is 16 bytes.
-                                    unsafe {
-                                        _mm_storeu_si128(
-                                            dst.as_mut_ptr().cast(),
-                                            _mm256_castsi256_si128(v8),
-                                        )
-                                    };
-                                }
-                            }
-                            _ => {
-                                let mut sums = [0i32; 2 * 8];
-                                // SAFETY: sums holds 16 i32.
-                                unsafe {
-                                    _mm256_storeu_si256(sums.as_mut_ptr().cast(), lo);
-                                    _mm256_storeu_si256(sums.as_mut_ptr().add(8).cast(), hi);
-                                }
-                                let mut vals = [0i32; PANEL];
-                                let vs = vals.get_mut(..pn).unwrap_or(&mut []);
-                                brq.apply(j0, &sums, vs);
-                                let q0 = (oy * ow + ox + i) * oc + c0 + j0;
-                                for (j, &r) in vs.iter().enumerate() {
-                                    let o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max);
-                                    Y::put(y, q0 + j, o.clamp(Y::MIN, Y::MAX));
-                                }
-                            }
-                        }
+                        let at = (oy * ow + ox + i) * oc + c0 + j0;
+                        // SAFETY: AVX2 is enabled in this function.
+                        unsafe { put_pixel::<Y>(y, at, lo, hi, vk.as_ref(), &brq, j0, pn, p) };
                     }
                     ox += n;
                 }
@@ -227,6 +182,63 @@ pub unsafe fn run_avx2<X: Elem, Y: Elem>(
             j0 += PANEL;
         }
         c0 += cn;
+    }
+}
+
+/// Requantizes one output pixel's sums of `pn ≤ 16` channels (`lo`: the block's
+/// channels `j0 .. j0 + 8`, `hi`: the next 8) and stores them as elements
+/// `at ..` of `y`: `clamp(out_zp + mbqm(bias + Σ))` to the activation range and
+/// `Y`, through `vk` (the vector arm) when given, else [`BlockRq::apply`].
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn put_pixel<Y: Elem>(
+    y: &mut [u8],
+    at: usize,
+    lo: core::arch::x86_64::__m256i,
+    hi: core::arch::x86_64::__m256i,
+    vk: Option<&Epi>,
+    brq: &BlockRq,
+    j0: usize,
+    pn: usize,
+    p: &Conv2dParams,
+) {
+    use core::arch::x86_64::*;
+    let dst = y.get_mut(at * Y::BYTES..(at + PANEL) * Y::BYTES);
+    if let (Some(k), Some(dst), true) = (vk, dst, pn == PANEL) {
+        let (act_lo, act_hi) = (_mm256_set1_epi32(p.act_min), _mm256_set1_epi32(p.act_max));
+        let zp_out = _mm256_set1_epi32(p.out_zp);
+        // SAFETY: AVX2 is enabled in this function.
+        let (r0, r1) = unsafe { (k.apply(lo, 0), k.apply(hi, 1)) };
+        let r0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r0, zp_out), act_lo), act_hi);
+        let r1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r1, zp_out), act_lo), act_hi);
+        // Saturating packs (the type's range), lanes back in order.
+        let v16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r0, r1), 0b11_01_10_00);
+        if Y::BYTES == 2 {
+            // SAFETY: dst is 32 bytes.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), v16) };
+        } else {
+            let v8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(v16, v16), 0b00_00_10_00);
+            // SAFETY: dst is 16 bytes.
+            unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast(), _mm256_castsi256_si128(v8)) };
+        }
+        return;
+    }
+    let mut sums = [0i32; PANEL];
+    // SAFETY: sums holds 16 i32.
+    unsafe {
+        _mm256_storeu_si256(sums.as_mut_ptr().cast(), lo);
+        _mm256_storeu_si256(sums.as_mut_ptr().add(8).cast(), hi);
+    }
+    let mut vals = [0i32; PANEL];
+    let vs = vals.get_mut(..pn).unwrap_or(&mut []);
+    brq.apply(j0, &sums, vs);
+    for (j, &r) in vs.iter().enumerate() {
+        let o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max);
+        Y::put(y, at + j, o.clamp(Y::MIN, Y::MAX));
     }
 }
 
@@ -345,7 +357,7 @@ fn widen<X: Elem>(d: &mut [i16], s: &[u8], zp: i32) {
 }
 
 /// The fast requantization arm on 8-lane vectors for one panel (two halves).
-struct Epi {
+pub(super) struct Epi {
     b: [core::arch::x86_64::__m256i; 2],
     m: [core::arch::x86_64::__m256i; 2],
     /// `kpos` of the even lanes `0, 2, 4, 6` and of the odd lanes, per half.
@@ -361,7 +373,7 @@ impl Epi {
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn new(b: &[i32], kp: &[i64], m: &[i32], e: &[u32]) -> Epi {
+    pub(super) unsafe fn new(b: &[i32], kp: &[i64], m: &[i32], e: &[u32]) -> Epi {
         use core::arch::x86_64::*;
         let v32 = |s: &[i32], h: usize| {
             let mut a = [0i32; 8];

@@ -867,9 +867,10 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     });
 }
 
-/// The direct AVX2 kernel ([`super::direct`]) for int8-input convolutions with
-/// at least 16 output channels that Winograd does not take; `false` (nothing
-/// written) otherwise.
+/// The AVX2 kernels of int8-input convolutions: Winograd
+/// ([`super::winograd`]) for 3×3 stride-1 windows, else the direct kernel
+/// ([`super::direct`]) for at least 16 output channels and pixels; `false`
+/// (nothing written) otherwise.
 #[cfg(ddpm_wide)]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -888,10 +889,18 @@ fn direct<Y: super::wide::Elem>(
     mult: &[u8],
     shift: &[u8],
 ) -> bool {
+    // x86_64 with AVX2: 3×3 stride-1 windows by Winograd F(2×2, 3×3).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if super::winograd::applicable(in_shape, p) {
+        // SAFETY: `applicable` checked that the CPU supports AVX2.
+        unsafe {
+            super::winograd::run_avx2::<Y>(x, in_shape, out_shape, p, w, bias, mult, shift, y)
+        };
+        return true;
+    }
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if out_shape[2] >= 16
         && out_shape[0] * out_shape[1] >= super::direct::MIN_PIXELS
-        && !super::winograd::applicable(in_shape, p)
         && super::direct::applicable::<super::wide::E8>(in_shape, out_shape, p)
     {
         // SAFETY: `applicable` checked that the CPU supports AVX2.
@@ -951,24 +960,6 @@ fn wide(
         })
     };
     let mut store = store;
-    // x86_64 with AVX2: 3×3 stride-1 windows by Winograd F(2×2, 3×3).
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if super::winograd::applicable(in_shape, p) {
-        // SAFETY: `applicable` checked that the CPU supports AVX2.
-        return unsafe {
-            super::winograd::run_avx2(
-                x,
-                in_shape,
-                [oh, ow, oc],
-                p,
-                w,
-                bias,
-                mult,
-                shift,
-                &mut store,
-            )
-        };
-    }
     // CPUs with SDOT: raw int8 columns (padding in_zp), in_zp·Σw off the biases.
     #[cfg(all(feature = "std", target_arch = "aarch64"))]
     {

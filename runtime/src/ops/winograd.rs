@@ -27,13 +27,15 @@
 //! transformed patches once, then per panel of 16 channels and per patch
 //! position a `VPMADDWD` outer product (each tile's channel pair broadcast against
 //! the panel's 16 channel pairs), the output transform on 16-channel vectors,
-//! requantization and `store`.
+//! requantization and the store into the output ([`super::direct::put_pixel`]).
 //!
 //! Stack: 64 KiB of transformed weights, 16 KiB of transformed patches (input
 //! channels up to [`ICMAX`]), 4 KiB of sums.
 
 use super::conv2d::Conv2dParams;
+use super::direct::{put_pixel, Epi};
 use super::hostconv::BlockRq;
+use super::wide::Elem;
 
 /// Largest input channel count handled.
 pub const ICMAX: usize = 128;
@@ -61,16 +63,16 @@ pub fn applicable(in_shape: [usize; 3], p: &Conv2dParams) -> bool {
 }
 
 /// The convolution of `x` (`in_shape`, HWC int8) to `out_shape` by Winograd
-/// F(2×2, 3×3): `store(q, c0, v)` receives, for output pixel `q` and channels
-/// `c0 .. c0 + v.len()`, `v[j] = mbqm(bias[o] + Σ(x − in_zp)·w, mult[o], shift[o])`
-/// with `o = c0 + j`, as [`super::hostconv::run`]'s. Does nothing unless
+/// F(2×2, 3×3) into `y` (`out_shape`, HWC, elements `Y`): `clamp(out_zp +
+/// mbqm(bias[o] + Σ(x − in_zp)·w, mult[o], shift[o]))` to the activation range
+/// and `Y`, stored by [`super::direct::put_pixel`]. Does nothing unless
 /// [`applicable`].
 ///
 /// # Safety
 /// The CPU must support AVX2 ([`applicable`] checks).
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn run_avx2(
+pub unsafe fn run_avx2<Y: Elem>(
     x: &[i8],
     in_shape: [usize; 3],
     [oh, ow, oc]: [usize; 3],
@@ -79,8 +81,9 @@ pub unsafe fn run_avx2(
     bias: &[u8],
     mult: &[u8],
     shift: &[u8],
-    mut store: impl FnMut(usize, usize, &[i32]),
+    y: &mut [u8],
 ) {
+    use core::arch::x86_64::*;
     let [h, wd, ic] = in_shape;
     if !applicable(in_shape, p) || oc == 0 || oh == 0 || ow == 0 {
         return;
@@ -115,6 +118,11 @@ pub unsafe fn run_avx2(
             for (j, pan) in u.chunks_exact(per_panel).take(npan).enumerate() {
                 let p0 = c0 + j * PANEL;
                 let pn = PANEL.min(oc - p0);
+                // SAFETY (Epi::new): AVX2 is enabled in this function.
+                let vk = match brq.fast_consts(j * PANEL, PANEL) {
+                    Some((b, kp, m, e)) if pn == PANEL => Some(unsafe { Epi::new(b, kp, m, e) }),
+                    _ => None,
+                };
                 for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v)
                 {
                     // SAFETY: AVX2 is enabled in this function.
@@ -136,14 +144,21 @@ pub unsafe fn run_avx2(
                                 continue;
                             }
                             // s4 = 4·S exactly (see the module notes).
-                            let mut sums = [0i32; PANEL];
-                            for (d, &v) in sums.iter_mut().zip(s4) {
-                                *d = v >> 2;
-                            }
-                            let mut vals = [0i32; PANEL];
-                            let vs = vals.get_mut(..pn).unwrap_or(&mut []);
-                            brq.apply(j * PANEL, &sums, vs);
-                            store(oy * ow + ox, p0, vals.get(..pn).unwrap_or(&[]));
+                            // SAFETY: s4 holds 16 i32; AVX2 is enabled here.
+                            let (lo, hi) = unsafe {
+                                (
+                                    _mm256_srai_epi32(_mm256_loadu_si256(s4.as_ptr().cast()), 2),
+                                    _mm256_srai_epi32(
+                                        _mm256_loadu_si256(s4.as_ptr().add(8).cast()),
+                                        2,
+                                    ),
+                                )
+                            };
+                            let at = (oy * ow + ox) * oc + p0;
+                            // SAFETY: AVX2 is enabled in this function.
+                            unsafe {
+                                put_pixel::<Y>(y, at, lo, hi, vk.as_ref(), &brq, j * PANEL, pn, p)
+                            };
                         }
                     }
                 }
@@ -478,8 +493,10 @@ mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
     use crate::ops::testutil::Rng;
+    use crate::ops::wide::{E16, E8};
 
-    /// Against the direct sums and MBQM, on random shapes (odd sizes, every
+    /// Against the direct sums and MBQM (then the output zero point, activation
+    /// clamp and output type, int8 or int16), on random shapes (odd sizes, every
     /// padding up to 2, input channels 1 ..= ICMAX, several channel blocks) and
     /// extreme values (x − zp = ±255, weights −128).
     #[test]
@@ -515,10 +532,15 @@ mod tests {
                 .collect();
             let bias: Vec<i32> = (0..oc).map(|_| r.range(-1 << 20, 1 << 20) as i32).collect();
             let (mut mult, mut shift) = (vec![], vec![]);
+            // A third of the cases with general multipliers (negative or above 1:
+            // the scalar requantization), the rest the converter's kind (the
+            // vector arm).
+            let general = case % 3 == 0;
             for _ in 0..oc {
                 let real = match r.next() % 6 {
-                    0 => -(0.0005 + r.f64() * 0.01),
-                    1 => 1.0 + r.f64(),
+                    0 if general => -(0.0005 + r.f64() * 0.01),
+                    1 if general => 1.0 + r.f64(),
+                    0 | 1 => 0.2 + r.f64() * 0.7,
                     _ => 1e-6 + r.f64() * 1e-3,
                 };
                 let (m, s) = quantize_multiplier(real);
@@ -535,10 +557,12 @@ mod tests {
                 pt,
                 pl,
                 in_zp,
-                out_zp: 0,
-                act_min: i32::MIN,
-                act_max: i32::MAX,
+                out_zp: r.range(-30, 30) as i32,
+                act_min: if case % 4 == 1 { -40 } else { -32768 },
+                act_max: if case % 4 == 1 { 50 } else { 32767 },
             };
+            let int16 = case % 2 == 0;
+            let (lo, hi) = if int16 { (-32768, 32767) } else { (-128, 127) };
             let mut want = vec![0i32; oh * ow * oc];
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -556,21 +580,26 @@ mod tests {
                                 }
                             }
                         }
+                        let v = crate::ops::mbqm(bias[o].wrapping_add(s), mult[o], shift[o]);
                         want[(oy * ow + ox) * oc + o] =
-                            crate::ops::mbqm(bias[o].wrapping_add(s), mult[o], shift[o]);
+                            p.out_zp.wrapping_add(v).clamp(p.act_min, p.act_max).clamp(lo, hi);
                     }
                 }
             }
-            let mut got = vec![i32::MIN; oh * ow * oc];
-            let mut calls = 0;
+            let mut yb = vec![0x5au8; oh * ow * oc * if int16 { 2 } else { 1 }];
             // SAFETY: AVX2 is present (checked above).
             unsafe {
-                run_avx2(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, |q, c0, v| {
-                    calls += 1;
-                    got[q * oc + c0..q * oc + c0 + v.len()].copy_from_slice(v);
-                })
+                if int16 {
+                    run_avx2::<E16>(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, &mut yb)
+                } else {
+                    run_avx2::<E8>(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, &mut yb)
+                }
             };
-            assert!(calls >= oh * ow, "case {case}: every output pixel stored");
+            let got: Vec<i32> = if int16 {
+                yb.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect()
+            } else {
+                yb.iter().map(|&v| v as i8 as i32).collect()
+            };
             assert_eq!(got, want, "case {case}: {h}x{wd}x{ic} -> {oh}x{ow}x{oc}, pad {pt},{pl}");
         }
     }
