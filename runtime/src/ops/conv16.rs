@@ -1108,6 +1108,19 @@ fn conv_wide<Y: Elem>(
 ) {
     use super::hostconv;
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if oc == 1
+        && oh * ow >= super::direct::MIN_PIXELS
+        && super::direct::applicable::<E16>(in_shape, [oh, ow, 1], p)
+        // SAFETY: `applicable` checked that the CPU supports AVX2.
+        && unsafe {
+            super::direct::run_one_avx2::<E16, Y>(
+                x, in_shape, [oh, ow], p, w, bias, mult, shift, y,
+            )
+        }
+    {
+        return;
+    }
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if oc == 1 && std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
         let done = unsafe {

@@ -185,6 +185,120 @@ pub unsafe fn run_avx2<X: Elem, Y: Elem>(
     }
 }
 
+/// One output channel (the UNet's output convolution) on AVX2 without columns,
+/// for input channels a multiple of 16: the padded image of [`run_avx2`], then
+/// per group of eight output pixels and per tap one `VPMADDWD` of each pixel's
+/// 16 channels against the tap's weights, the eight accumulators reduced
+/// together (`VPHADDD`), and the vector requantization, clamp and pack of
+/// [`put_pixel`] on the eight sums, stored as eight contiguous outputs. Same
+/// sums, same bits. `false` (nothing written) when not applicable.
+///
+/// # Safety
+/// The CPU must support AVX2 ([`applicable`] checks).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn run_one_avx2<X: Elem, Y: Elem>(
+    x: &[u8],
+    in_shape: [usize; 3],
+    [oh, ow]: [usize; 2],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    y: &mut [u8],
+) -> bool {
+    use core::arch::x86_64::*;
+    let [h, wd, ic] = in_shape;
+    let taps = p.kh * p.kw;
+    let npix = oh * ow;
+    if ic % 16 != 0
+        || ic / 16 * taps > ONE_VECS
+        || !applicable::<X>(in_shape, [oh, ow, 1], p)
+        || X::count(x) < h * wd * ic
+        || w.len() < taps * ic
+        || Y::count(y) < npix
+    {
+        return false;
+    }
+    let brq = BlockRq::new(bias, mult, shift, 0, 1, &[]);
+    let Some((b, kp, m, e)) = brq.fast_consts(0, 1) else { return false };
+    let (Some(&b), Some(&kp), Some(&m), Some(&e)) = (b.first(), kp.first(), m.first(), e.first())
+    else {
+        return false;
+    };
+    // SAFETY: AVX2 is enabled in this function.
+    let k = unsafe { Epi::new(&[b; PANEL], &[kp; PANEL], &[m; PANEL], &[e; PANEL]) };
+    let (hp, wp, ic2) = padded(in_shape, [oh, ow], p);
+    let mut pad_buf = core::mem::MaybeUninit::<[i16; PADW]>::uninit();
+    let pad = zeroed_prefix(&mut pad_buf, hp * wp * ic2);
+    fill_padded::<X>(x, in_shape, p, pad, hp, wp, ic2);
+    let groups = ic / 16;
+    let mut wv = [_mm256_setzero_si256(); ONE_VECS];
+    for (j, v) in wv.iter_mut().enumerate().take(taps * groups) {
+        // SAFETY: AVX2 is enabled here; load16 reads 16 weights in bounds.
+        *v = unsafe { super::winograd::load16(w, 16 * j, 16, 0) };
+    }
+    // Word offset of vector j (tap t = j / groups, group g) within a window.
+    let mut voff = [0usize; ONE_VECS];
+    for (j, o) in voff.iter_mut().enumerate().take(taps * groups) {
+        let (t, g) = (j / groups, j % groups);
+        *o = ((t / p.kw) * wp + t % p.kw) * ic2 + 16 * g;
+    }
+    let (zp_out, act_lo, act_hi) =
+        (_mm256_set1_epi32(p.out_zp), _mm256_set1_epi32(p.act_min), _mm256_set1_epi32(p.act_max));
+    let pptr = pad.as_ptr();
+    let mut q0 = 0;
+    while q0 < npix {
+        let n = 8.min(npix - q0);
+        // Window starts of the eight pixels (past the end: the group's first).
+        let mut base = [0usize; 8];
+        for (i, bs) in base.iter_mut().enumerate() {
+            let q = if i < n { q0 + i } else { q0 };
+            let (oy, ox) = (q / ow, q % ow);
+            *bs = (oy * p.sh * wp + ox * p.sw) * ic2;
+        }
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for (&wj, &o) in wv.iter().zip(&voff).take(taps * groups) {
+            for (a, &bs) in acc.iter_mut().zip(&base) {
+                // SAFETY: the window of each pixel lies inside the padded image
+                // (see run_avx2) and o + 16 ≤ the window's last pixel's channels.
+                let xv = unsafe { _mm256_loadu_si256(pptr.add(bs + o).cast()) };
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wj));
+            }
+        }
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+        let h01 = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+        let h45 = _mm256_hadd_epi32(_mm256_hadd_epi32(a4, a5), _mm256_hadd_epi32(a6, a7));
+        // h01 = [a0 a1 a2 a3 (low halves) | a0 a1 a2 a3 (high halves)].
+        let s03 = _mm_add_epi32(_mm256_castsi256_si128(h01), _mm256_extracti128_si256(h01, 1));
+        let s47 = _mm_add_epi32(_mm256_castsi256_si128(h45), _mm256_extracti128_si256(h45, 1));
+        let sums = _mm256_set_m128i(s47, s03);
+        // SAFETY: AVX2 is enabled in this function.
+        let r = unsafe { k.apply(sums, 0) };
+        let r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, zp_out), act_lo), act_hi);
+        let r16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(r, r), 0b00_00_10_00);
+        let mut out = [0u8; 16];
+        if Y::BYTES == 2 {
+            // SAFETY: out is 16 bytes.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), _mm256_castsi256_si128(r16)) };
+        } else {
+            let r8 = _mm_packs_epi16(_mm256_castsi256_si128(r16), _mm256_castsi256_si128(r16));
+            // SAFETY: out is 16 bytes.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), r8) };
+        }
+        let nb = n * Y::BYTES;
+        if let (Some(d), Some(s)) = (y.get_mut(q0 * Y::BYTES..q0 * Y::BYTES + nb), out.get(..nb)) {
+            d.copy_from_slice(s);
+        }
+        q0 += n;
+    }
+    true
+}
+
+/// Weight vectors (taps × 16-channel groups) [`run_one_avx2`] holds.
+const ONE_VECS: usize = 64;
+
 /// Requantizes one output pixel's sums of `pn ≤ 16` channels (`lo`: the block's
 /// channels `j0 .. j0 + 8`, `hi`: the next 8) and stores them as elements
 /// `at ..` of `y`: `clamp(out_zp + mbqm(bias + Σ))` to the activation range and
@@ -529,6 +643,78 @@ mod tests {
             "case {n}: {h}x{wd}x{ic} -> {oh}x{ow}x{oc} k{kh}x{kw} s{sh}x{sw} p{pt},{pl}"
         );
         (true, !general)
+    }
+
+    /// [`run_one_avx2`] (one output channel) against `wide::conv2d` on random
+    /// shapes, strides, paddings, 16–48 input channels, both input and output
+    /// types, extreme values and clamps; pixel counts not a multiple of 8.
+    #[test]
+    fn one_channel_matches_wide_conv2d() {
+        if !std::is_x86_feature_detected!("avx2") {
+            std::eprintln!("no AVX2 on this CPU: the direct kernel is not used");
+            return;
+        }
+        fn one<X: Elem, Y: Elem>(r: &mut Rng, n: usize) -> bool {
+            let (kh, kw) = if n % 3 == 0 { (1, 1) } else { (3, 3) };
+            let s = if n % 4 == 0 { 2 } else { 1 };
+            let ic = 16 * r.range(1, 3) as usize;
+            let (h, wd) = (r.range(1, 13) as usize, r.range(1, 13) as usize);
+            let (pt, pl) = (r.range(0, kh as i64 / 2) as usize, r.range(0, kw as i64 / 2) as usize);
+            if h + 2 * pt < kh || wd + 2 * pl < kw {
+                return false;
+            }
+            let (oh, ow) = ((h + 2 * pt - kh) / s + 1, (wd + 2 * pl - kw) / s + 1);
+            let x: Vec<u8> =
+                (0..h * wd * ic * X::BYTES)
+                    .map(|i| {
+                        if n % 5 == 0 && i % X::BYTES == X::BYTES - 1 {
+                            0x80
+                        } else {
+                            r.next() as u8
+                        }
+                    })
+                    .collect();
+            let w: Vec<i8> =
+                (0..kh * kw * ic).map(|_| if n % 5 == 0 { -128 } else { r.i8() }).collect();
+            // Every sixth a multiplier of the general arm (not taken: `false`).
+            let real =
+                if n % 6 == 5 { 0.6 + r.f64() } else { 1e-6 + r.f64() * [1e-4, 0.45][n % 2] };
+            let (m, sh) = quantize_multiplier(real);
+            let in_zp = if X::BYTES == 1 { r.range(-128, 127) as i32 } else { 0 };
+            let (act_min, act_max) = if n % 3 == 1 { (-30, 40) } else { (-32768, 32767) };
+            let out_zp = r.range(-9, 9) as i32;
+            let p = Conv2dParams { kh, kw, sh: s, sw: s, pt, pl, in_zp, out_zp, act_min, act_max };
+            let (bb, mb, sb) = (
+                i32_bytes(&[r.range(-1 << 20, 1 << 20) as i32]),
+                i32_bytes(&[m]),
+                i32_bytes(&[sh]),
+            );
+            let mut want = vec![0u8; oh * ow * Y::BYTES];
+            wide::conv2d::<X, Y>(&x, [h, wd, ic], &mut want, [oh, ow, 1], &p, &w, &bb, &mb, &sb);
+            let mut got = vec![0x5au8; want.len()];
+            // SAFETY: AVX2 is present (checked by the caller).
+            let ran = unsafe {
+                run_one_avx2::<X, Y>(&x, [h, wd, ic], [oh, ow], &p, &w, &bb, &mb, &sb, &mut got)
+            };
+            if n % 6 == 5 {
+                assert!(!ran && got.iter().all(|&v| v == 0x5a), "case {n}: general multiplier");
+                return false;
+            }
+            assert!(ran, "case {n}");
+            assert_eq!(got, want, "case {n}: {h}x{wd}x{ic} -> {oh}x{ow} k{kh} s{s}");
+            true
+        }
+        let mut r = Rng(0x0e1);
+        let mut ran = 0;
+        for n in 0..800 {
+            ran += match n % 4 {
+                0 => one::<E8, E8>(&mut r, n),
+                1 => one::<E8, E16>(&mut r, n),
+                2 => one::<E16, E8>(&mut r, n),
+                _ => one::<E16, E16>(&mut r, n),
+            } as usize;
+        }
+        assert!(ran > 500, "{ran}");
     }
 
     /// Every input and output type, random shapes (kernels 1×1 to 5×5, strides
