@@ -562,8 +562,13 @@ fn pixel_major_body<X: Elem, Y: Elem, const AVX2: bool>(
     let summed = X::BYTES == 2 && dsp::group_sums(x, c, cg, pixels, in_zp, s1c, s2c);
     #[cfg(not(ddpm_dsp))]
     let summed = false;
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+    // SAFETY: AVX2 is only set in the AVX2 instance (the CPU has it).
+    let summed =
+        summed || (AVX2 && unsafe { sums_avx2::<X>(x, c, cg, pixels, in_zp, s1c, s2c, &mut vabs) });
     if summed {
-        // Armv7E-M: each group's sums are in its first channel's slots.
+        // Armv7E-M and AVX2: each group's sums are in its channels' slots in
+        // some other split (only the group totals are used).
     } else if c % 8 == 0 {
         // Eight channels at a time over all pixels, the sums in registers (and,
         // for the AVX2 output pass, the largest |v|).
@@ -766,6 +771,91 @@ impl FloatZ {
     }
 }
 
+/// The first pass of [`pixel_major`] on AVX2 for `c` a multiple of 16 and an
+/// even `cg`: per 16 channels of a pixel (`v = q − in_zp` as i16, which needs
+/// `in_zp = 0` for int16 input), `VPMADDWD` of `v` with ones and with itself
+/// gives the sums of `v` and `v²` over each pair of channels (a pair never
+/// straddles two groups); the pair sums of `v` accumulate in i32 (below 2^31
+/// for fewer than 32,640 pixels), those of `v²` (below 2^32, unsigned) in u64
+/// lanes, and the largest `|v|` per channel in u16 lanes. Writes each pair's
+/// sums into its first channel's slots (0 in the second) and `vabs`; `false`,
+/// having written nothing, when the conditions do not hold.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sums_avx2<X: Elem>(
+    x: &[u8],
+    c: usize,
+    cg: usize,
+    pixels: usize,
+    in_zp: i32,
+    s1c: &mut [i64],
+    s2c: &mut [i64],
+    vabs: &mut [i32],
+) -> bool {
+    use core::arch::x86_64::*;
+    if c % 16 != 0
+        || cg % 2 != 0
+        || pixels >= 32_640
+        || (X::BYTES == 2 && in_zp != 0)
+        || X::count(x) < pixels * c
+        || s1c.len() < c
+        || s2c.len() < c
+        || vabs.len() < c
+    {
+        return false;
+    }
+    let (ones, zero, zp) =
+        (_mm256_set1_epi16(1), _mm256_setzero_si256(), _mm256_set1_epi16(in_zp as i16));
+    let stride = c * X::BYTES;
+    for kb in 0..c / 16 {
+        let (mut a1, mut a2lo, mut a2hi, mut mx) = (zero, zero, zero, zero);
+        for px in 0..pixels {
+            let at = px * stride + kb * 16 * X::BYTES;
+            // SAFETY: at + 16 elements ≤ pixels·c elements (checked above).
+            let v = unsafe {
+                if X::BYTES == 1 {
+                    let q = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr().add(at).cast()));
+                    _mm256_sub_epi16(q, zp)
+                } else {
+                    _mm256_loadu_si256(x.as_ptr().add(at).cast())
+                }
+            };
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(v, ones));
+            let sq = _mm256_madd_epi16(v, v);
+            a2lo = _mm256_add_epi64(a2lo, _mm256_unpacklo_epi32(sq, zero));
+            a2hi = _mm256_add_epi64(a2hi, _mm256_unpackhi_epi32(sq, zero));
+            mx = _mm256_max_epu16(mx, _mm256_abs_epi16(v));
+        }
+        let (mut s1, mut lo, mut hi, mut m) = ([0i32; 8], [0i64; 4], [0i64; 4], [0u16; 16]);
+        // SAFETY: each array is 32 bytes.
+        unsafe {
+            _mm256_storeu_si256(s1.as_mut_ptr().cast(), a1);
+            _mm256_storeu_si256(lo.as_mut_ptr().cast(), a2lo);
+            _mm256_storeu_si256(hi.as_mut_ptr().cast(), a2hi);
+            _mm256_storeu_si256(m.as_mut_ptr().cast(), mx);
+        }
+        // Pair j (channels 2j, 2j + 1 of the 16): lanes 0–3 from the low 128 bits,
+        // 4–7 from the high; the unpacks hold pairs [0, 1, 4, 5] and [2, 3, 6, 7].
+        let ([l0, l1, l2, l3], [h0, h1, h2, h3]) = (lo, hi);
+        let s2 = [l0, l1, h0, h1, l2, l3, h2, h3];
+        for (j, (&p1, &p2)) in s1.iter().zip(&s2).enumerate() {
+            let k = kb * 16 + 2 * j;
+            if let (Some(d1), Some(d2)) = (s1c.get_mut(k..k + 2), s2c.get_mut(k..k + 2)) {
+                d1.copy_from_slice(&[p1 as i64, 0]);
+                d2.copy_from_slice(&[p2, 0]);
+            }
+        }
+        for (d, &v) in vabs.iter_mut().skip(kb * 16).zip(&m) {
+            *d = v as i32;
+        }
+    }
+    true
+}
+
 #[cfg(all(test, ddpm_wide, feature = "std", target_arch = "x86_64"))]
 std::thread_local! {
     /// Pixels [`f64_out_avx2`] finished in f64 and pixels it recomputed exactly
@@ -855,7 +945,6 @@ unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
         *k_ = (out_zp as i64 + ch.get(k).map_or(0, |e| e.bias) as i64) as f64;
     }
     let (xb, yb) = (X::BYTES, Y::BYTES);
-    let magic = _mm256_set1_pd(6_755_399_441_055_744.0); // 1.5·2^52
     let absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
     let bound = _mm256_set1_pd(0.5 - fz.err);
     let zp = _mm_set1_epi32(in_zp);
@@ -870,6 +959,64 @@ unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
         let yp = y.as_mut_ptr().add(px * c * yb);
         let mut bad = _mm256_setzero_pd();
         let mut k = 0;
+        // Eight channels per iteration as two interleaved four-lane chains (the
+        // chains are long; Zen-class FP schedulers are small), then four.
+        while k + 8 <= c4 {
+            let (va, vb) = if xb == 1 {
+                let q = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(
+                    (xp.add(k) as *const i32).read_unaligned(),
+                ));
+                let r = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(
+                    (xp.add(k + 4) as *const i32).read_unaligned(),
+                ));
+                (q, r)
+            } else {
+                let q = _mm_loadu_si128(xp.add(2 * k) as *const __m128i);
+                (_mm_cvtepi16_epi32(q), _mm_cvtepi16_epi32(_mm_srli_si128::<8>(q)))
+            };
+            let fa = _mm256_cvtepi32_pd(_mm_sub_epi32(va, zp));
+            let fb = _mm256_cvtepi32_pd(_mm_sub_epi32(vb, zp));
+            let ya = _mm256_add_pd(
+                _mm256_loadu_pd(pp.add(k)),
+                _mm256_mul_pd(fa, _mm256_loadu_pd(sp.add(k))),
+            );
+            let yb2 = _mm256_add_pd(
+                _mm256_loadu_pd(pp.add(k + 4)),
+                _mm256_mul_pd(fb, _mm256_loadu_pd(sp.add(k + 4))),
+            );
+            let ra = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(ya);
+            let rb = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(yb2);
+            let ta = _mm256_and_pd(_mm256_sub_pd(ya, ra), absmask);
+            let tb = _mm256_and_pd(_mm256_sub_pd(yb2, rb), absmask);
+            let pa = _mm256_mul_pd(ra, _mm256_loadu_pd(mp.add(k)));
+            let pb = _mm256_mul_pd(rb, _mm256_loadu_pd(mp.add(k + 4)));
+            bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(ta, bound));
+            bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(tb, bound));
+            let na = _mm256_cmp_pd::<_CMP_LT_OQ>(pa, _mm256_loadu_pd(tp.add(k)));
+            let nb = _mm256_cmp_pd::<_CMP_LT_OQ>(pb, _mm256_loadu_pd(tp.add(k + 4)));
+            let ca = _mm256_blendv_pd(_mm256_loadu_pd(cpp.add(k)), _mm256_loadu_pd(cnp.add(k)), na);
+            let cb = _mm256_blendv_pd(
+                _mm256_loadu_pd(cpp.add(k + 4)),
+                _mm256_loadu_pd(cnp.add(k + 4)),
+                nb,
+            );
+            let wa = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+                _mm256_add_pd(pa, ca),
+            );
+            let wb = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+                _mm256_add_pd(pb, cb),
+            );
+            let oa = _mm256_cvtpd_epi32(_mm256_add_pd(wa, _mm256_loadu_pd(kp.add(k))));
+            let ob = _mm256_cvtpd_epi32(_mm256_add_pd(wb, _mm256_loadu_pd(kp.add(k + 4))));
+            // |o| < 2^31: converts exactly; the packs saturate to the type.
+            let o16 = _mm_packs_epi32(oa, ob);
+            if yb == 1 {
+                _mm_storel_epi64(yp.add(k) as *mut __m128i, _mm_packs_epi16(o16, o16));
+            } else {
+                _mm_storeu_si128(yp.add(2 * k) as *mut __m128i, o16);
+            }
+            k += 8;
+        }
         while k < c4 {
             let vi = if xb == 1 {
                 _mm_cvtepi8_epi32(_mm_cvtsi32_si128((xp.add(k) as *const i32).read_unaligned()))
@@ -881,7 +1028,7 @@ unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
                 _mm256_loadu_pd(pp.add(k)),
                 _mm256_mul_pd(vf, _mm256_loadu_pd(sp.add(k))),
             );
-            let r0 = _mm256_sub_pd(_mm256_add_pd(yv, magic), magic);
+            let r0 = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(yv);
             let t = _mm256_and_pd(_mm256_sub_pd(yv, r0), absmask);
             bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(t, bound));
             let prod = _mm256_mul_pd(r0, _mm256_loadu_pd(mp.add(k)));
