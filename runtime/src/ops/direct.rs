@@ -23,7 +23,7 @@ use super::hostconv::{BlockRq, BLOCK};
 use super::wide::Elem;
 
 /// i16 words of the padded input image.
-const PADW: usize = 32 * 1024;
+pub(super) const PADW: usize = 32 * 1024;
 /// i16 words of one panel's repacked weights: 9 taps × 64 channel pairs × 32.
 const WPW: usize = 9 * 64 * 32;
 /// Output channels per panel.
@@ -401,7 +401,7 @@ unsafe fn repack(wpk: &mut [i16], w: &[i8], taps: usize, ic: usize, c0: usize, p
 
 /// The first `n` (at most `N`) words of `buf`, zeroed.
 #[inline(always)]
-fn zeroed_prefix<const N: usize>(
+pub(super) fn zeroed_prefix<const N: usize>(
     buf: &mut core::mem::MaybeUninit<[i16; N]>,
     n: usize,
 ) -> &mut [i16] {
@@ -418,7 +418,7 @@ fn zeroed_prefix<const N: usize>(
 /// The padded image: row `r`, pixel `c`, channel `k` at `(r·wp + c)·ic2 + k` holds
 /// `x[r − pt][c − pl][k] − in_zp`, 0 outside the input and for `k ≥ ic`.
 #[inline(always)]
-fn fill_padded<X: Elem>(
+pub(super) fn fill_padded<X: Elem>(
     x: &[u8],
     [h, wd, ic]: [usize; 3],
     p: &Conv2dParams,

@@ -891,7 +891,7 @@ fn direct<Y: super::wide::Elem>(
 ) -> bool {
     // x86_64 with AVX2: 3×3 stride-1 windows by Winograd F(2×2, 3×3).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if super::winograd::applicable(in_shape, p) {
+    if super::winograd::applicable(in_shape, [out_shape[0], out_shape[1]], p) {
         // SAFETY: `applicable` checked that the CPU supports AVX2.
         unsafe {
             super::winograd::run_avx2::<Y>(x, in_shape, out_shape, p, w, bias, mult, shift, y)

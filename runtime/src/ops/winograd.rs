@@ -29,13 +29,16 @@
 //! the panel's 16 channel pairs), the output transform on 16-channel vectors,
 //! requantization and the store into the output ([`super::direct::put_pixel`]).
 //!
-//! Stack: 64 KiB of transformed weights, 16 KiB of transformed patches (input
-//! channels up to [`ICMAX`]), 4 KiB of sums.
+//! The input less its zero point is first copied as i16 into a zero-padded image
+//! (the direct kernel's, [`super::direct`]), so patches are plain loads.
+//!
+//! Stack: 64 KiB of transformed weights, 64 KiB of padded input, 16 KiB of
+//! transformed patches (input channels up to [`ICMAX`]), 4 KiB of sums.
 
 use super::conv2d::Conv2dParams;
-use super::direct::{put_pixel, Epi};
+use super::direct::{fill_padded, put_pixel, zeroed_prefix, Epi, PADW};
 use super::hostconv::BlockRq;
-use super::wide::Elem;
+use super::wide::{Elem, E8};
 
 /// Largest input channel count handled.
 pub const ICMAX: usize = 128;
@@ -49,9 +52,13 @@ const BLOCK: usize = super::hostconv::BLOCK;
 /// [`PANEL`] (one panel at `ICMAX` input channels).
 const UWORDS: usize = 16 * ICMAX * PANEL;
 
-/// Whether [`run_avx2`] handles this convolution (and the CPU has AVX2).
-pub fn applicable(in_shape: [usize; 3], p: &Conv2dParams) -> bool {
+/// Whether [`run_avx2`] handles this convolution (and the CPU has AVX2): 3×3
+/// stride 1, up to [`ICMAX`] input channels, and the padded input image of
+/// every tile's patches (`(2·⌈oh/2⌉ + 2) × (2·⌈ow/2⌉ + 2)` pixels of `ic`
+/// rounded up to 16 channels) within [`PADW`] words.
+pub fn applicable(in_shape: [usize; 3], [oh, ow]: [usize; 2], p: &Conv2dParams) -> bool {
     let ic = in_shape[2];
+    let words = (2 * oh.div_ceil(2) + 2) * (2 * ow.div_ceil(2) + 2) * ic.div_ceil(16) * 16;
     // |S| ≤ 9·ic·255·128 < 2^29 holds for every ic ≤ ICMAX.
     p.kh == 3
         && p.kw == 3
@@ -59,6 +66,7 @@ pub fn applicable(in_shape: [usize; 3], p: &Conv2dParams) -> bool {
         && p.sw == 1
         && (1..=ICMAX).contains(&ic)
         && (-128..=127).contains(&p.in_zp)
+        && words <= PADW
         && std::is_x86_feature_detected!("avx2")
 }
 
@@ -84,8 +92,8 @@ pub unsafe fn run_avx2<Y: Elem>(
     y: &mut [u8],
 ) {
     use core::arch::x86_64::*;
-    let [h, wd, ic] = in_shape;
-    if !applicable(in_shape, p) || oc == 0 || oh == 0 || ow == 0 {
+    let ic = in_shape[2];
+    if !applicable(in_shape, [oh, ow], p) || oc == 0 || oh == 0 || ow == 0 {
         return;
     }
     let pairs = ic.div_ceil(2);
@@ -96,7 +104,14 @@ pub unsafe fn run_avx2<Y: Elem>(
     let tiles = th * tw;
     let mut u = [0i16; UWORDS];
     let mut v = [[[0i16; ICMAX]; TG]; 16];
-    let zp = p.in_zp as i16;
+    // The input less its zero point as a zero-padded i16 image covering every
+    // tile's patch (rows 0 .. 2·th + 2 from input row −pt, channels rounded up
+    // to 16; it fits, see `applicable`): patches are plain loads.
+    let ic16 = ic.div_ceil(16) * 16;
+    let (hp, wp) = (2 * th + 2, 2 * tw + 2);
+    let mut pad_buf = core::mem::MaybeUninit::<[i16; PADW]>::uninit();
+    let pad = zeroed_prefix(&mut pad_buf, hp * wp * ic16);
+    fill_padded::<E8>(super::as_u8(x), in_shape, p, pad, hp, wp, ic16);
     // Sums of one panel and tile group (each fully overwritten by `outer`).
     let mut m = [[[0i32; PANEL]; TG]; 16];
     let mut c0 = 0;
@@ -109,11 +124,11 @@ pub unsafe fn run_avx2<Y: Elem>(
         let mut t0 = 0;
         while t0 < tiles {
             for (t, vt) in (t0..t0 + TG).enumerate() {
-                let (ty, tx) = (vt / tw, vt % tw);
-                let (iy, ix) =
-                    ((2 * ty) as isize - p.pt as isize, (2 * tx) as isize - p.pl as isize);
+                // Past the last tile: any tile's patch (its sums are not stored).
+                let vt = vt.min(tiles - 1);
+                let at = (2 * (vt / tw) * wp + 2 * (vt % tw)) * ic16;
                 // SAFETY: AVX2 is enabled in this function.
-                unsafe { transform_patch(&mut v, t, x, [h, wd, ic], (iy, ix), zp, vt < tiles) };
+                unsafe { transform_patch(&mut v, t, pad, at, wp * ic16, ic16) };
             }
             for (j, pan) in u.chunks_exact(per_panel).take(npan).enumerate() {
                 let p0 = c0 + j * PANEL;
@@ -330,64 +345,58 @@ pub(super) unsafe fn transpose8(
     ]
 }
 
-/// Transformed patch `BᵀdB` of the tile whose input patch starts at `(iy, ix)`
-/// into slot `t` of `v` (every position, channels `..ic` rounded up to 16 with
-/// zeros; all zeros when `live` is false: a padding tile of the last group), as
-/// i16 vectors of 16 input channels.
+/// Transformed patch `BᵀdB` into slot `t` of `v` (every position, as i16
+/// vectors of 16 input channels) from the padded image: the patch's pixel
+/// `(r, c)` at `pad[at + r·row + c·ic16 ..]`, `ic16` channels (zeros past `ic`).
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
 unsafe fn transform_patch(
     v: &mut [[[i16; ICMAX]; TG]; 16],
     t: usize,
-    x: &[i8],
-    [h, wd, ic]: [usize; 3],
-    (iy, ix): (isize, isize),
-    zp: i16,
-    live: bool,
+    pad: &[i16],
+    at: usize,
+    row: usize,
+    ic16: usize,
 ) {
     use core::arch::x86_64::*;
-    let ic = ic.min(ICMAX);
-    // Offsets of the patch's 16 pixels in x (None: outside the input).
-    let mut base = [[None; 4]; 4];
-    for (r, br) in base.iter_mut().enumerate() {
-        for (c, b) in br.iter_mut().enumerate() {
-            let (yy, xx) = (iy + r as isize, ix + c as isize);
-            if live && yy >= 0 && (yy as usize) < h && xx >= 0 && (xx as usize) < wd {
-                *b = Some((yy as usize * wd + xx as usize) * ic);
-            }
-        }
+    let ic16 = ic16.min(ICMAX);
+    // The patch spans at .. at + 3·row + 4·ic16 (its last pixel's channels end).
+    if at + 3 * row + 4 * ic16 > pad.len() {
+        return;
     }
-    let zv = _mm256_set1_epi16(zp);
-    let z = _mm256_setzero_si256();
-    for i0 in (0..ic).step_by(16) {
-        let n = 16.min(ic - i0);
-        // d[r][c] = x − zp (lanes past ic read zp: 0; outside the input 0).
-        let mut d = [[z; 4]; 4];
-        for (dr, br) in d.iter_mut().zip(&base) {
-            for (dc, bc) in dr.iter_mut().zip(br) {
-                if let Some(b) = *bc {
-                    // SAFETY: AVX2 is enabled here.
-                    *dc = _mm256_sub_epi16(unsafe { load16(x, b + i0, n, zp as i8) }, zv);
-                }
+    let pp = pad.as_ptr();
+    for i0 in (0..ic16).step_by(16) {
+        // (No closure: it would not be inlined into this AVX2 function.)
+        let mut d = [[_mm256_setzero_si256(); 4]; 4];
+        for (r, dr) in d.iter_mut().enumerate() {
+            for (c, dc) in dr.iter_mut().enumerate() {
+                // SAFETY: r, c ≤ 3 and i0 + 16 ≤ ic16: inside the span checked above.
+                *dc = unsafe { _mm256_loadu_si256(pp.add(at + r * row + c * ic16 + i0).cast()) };
             }
         }
         // e = Bᵀd (per column), then V = eB (per row).
-        let mut e = [[z; 4]; 4];
-        let [d0r, d1r, d2r, d3r] = d;
-        let [e0r, e1r, e2r, e3r] = &mut e;
-        let outs = e0r.iter_mut().zip(e1r.iter_mut()).zip(e2r.iter_mut().zip(e3r.iter_mut()));
-        let ins = d0r.iter().zip(&d1r).zip(d2r.iter().zip(&d3r));
-        for (((e0, e1), (e2, e3)), ((&d0, &d1), (&d2, &d3))) in outs.zip(ins) {
-            *e0 = _mm256_sub_epi16(d0, d2);
-            *e1 = _mm256_add_epi16(d1, d2);
-            *e2 = _mm256_sub_epi16(d2, d1);
-            *e3 = _mm256_sub_epi16(d1, d3);
+        let [d0, d1, d2, d3] = d;
+        let mut e = [[_mm256_setzero_si256(); 4]; 4];
+        for (c, ec) in e.iter_mut().enumerate() {
+            let (Some(&a0), Some(&a1), Some(&a2), Some(&a3)) =
+                (d0.get(c), d1.get(c), d2.get(c), d3.get(c))
+            else {
+                continue;
+            };
+            *ec = [
+                _mm256_sub_epi16(a0, a2),
+                _mm256_add_epi16(a1, a2),
+                _mm256_sub_epi16(a2, a1),
+                _mm256_sub_epi16(a1, a3),
+            ];
         }
-        for (r, &[e0, e1, e2, e3]) in e.iter().enumerate() {
+        // e[c][r]: column c, row r of Bᵀd.
+        let [c0, c1, c2, c3] = e;
+        for (r, ((&e0, &e1), (&e2, &e3))) in c0.iter().zip(&c1).zip(c2.iter().zip(&c3)).enumerate()
+        {
             let row = [
                 _mm256_sub_epi16(e0, e2),
                 _mm256_add_epi16(e1, e2),
