@@ -299,6 +299,91 @@ pub unsafe fn run_one_avx2<X: Elem, Y: Elem>(
 /// Weight vectors (taps × 16-channel groups) [`run_one_avx2`] holds.
 const ONE_VECS: usize = 64;
 
+/// A 1×1 convolution of one input pixel (the timestep MLP's linear layers):
+/// `x − in_zp` widened once, then per output channel a `VPMADDWD` dot product
+/// over 16 input channels at a time and one horizontal sum; per 16 channels
+/// the requantization and store of [`put_pixel`]. Same sums, same bits. `false`
+/// (nothing written) unless `x` is one pixel of at most [`MV_MAX`] channels
+/// (a multiple of 16), the kernel 1×1 and the output one pixel.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn run_matvec_avx2<Y: Elem>(
+    x: &[i8],
+    [h, wd, ic]: [usize; 3],
+    [oh, ow, oc]: [usize; 3],
+    p: &Conv2dParams,
+    w: &[i8],
+    bias: &[u8],
+    mult: &[u8],
+    shift: &[u8],
+    y: &mut [u8],
+) -> bool {
+    use core::arch::x86_64::*;
+    if [h, wd, oh, ow, p.kh, p.kw] != [1; 6]
+        || p.pt != 0
+        || p.pl != 0
+        || ic == 0
+        || ic % 16 != 0
+        || ic > MV_MAX
+        || x.len() < ic
+        || w.len() < oc * ic
+        || Y::count(y) < oc
+        || !(-128..=127).contains(&p.in_zp)
+    {
+        return false;
+    }
+    let mut xv = [_mm256_setzero_si256(); MV_MAX / 16];
+    let zp = _mm256_set1_epi16(p.in_zp as i16);
+    for (j, v) in xv.iter_mut().enumerate().take(ic / 16) {
+        // SAFETY: AVX2 is enabled here; load16 reads in bounds.
+        *v = _mm256_sub_epi16(unsafe { super::winograd::load16(x, 16 * j, 16, 0) }, zp);
+    }
+    let mut c0 = 0;
+    while c0 < oc {
+        let cn = BLOCK.min(oc - c0);
+        let brq = BlockRq::new(bias, mult, shift, c0, cn, &[]);
+        let mut j0 = 0;
+        while j0 < cn {
+            let pn = PANEL.min(cn - j0);
+            let mut sums = [0i32; PANEL];
+            for (l, sl) in sums.iter_mut().enumerate().take(pn) {
+                let row = (c0 + j0 + l) * ic;
+                let mut acc = _mm256_setzero_si256();
+                for (j, &xj) in xv.iter().enumerate().take(ic / 16) {
+                    // SAFETY: AVX2 is enabled here; load16 reads in bounds.
+                    let wj = unsafe { super::winograd::load16(w, row + 16 * j, 16, 0) };
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xj, wj));
+                }
+                let s4 =
+                    _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+                let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+                let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b10_11_00_01));
+                *sl = _mm_cvtsi128_si32(s1);
+            }
+            let vk = match brq.fast_consts(j0, PANEL) {
+                // SAFETY: AVX2 is enabled in this function.
+                Some((b, kp, m, e)) if pn == PANEL => Some(unsafe { Epi::new(b, kp, m, e) }),
+                _ => None,
+            };
+            // SAFETY: sums holds 16 i32; AVX2 is enabled in this function.
+            unsafe {
+                let lo = _mm256_loadu_si256(sums.as_ptr().cast());
+                let hi = _mm256_loadu_si256(sums.as_ptr().add(8).cast());
+                put_pixel::<Y>(y, c0 + j0, lo, hi, vk.as_ref(), &brq, j0, pn, p);
+            }
+            j0 += PANEL;
+        }
+        c0 += cn;
+    }
+    true
+}
+
+/// Most input channels of [`run_matvec_avx2`].
+const MV_MAX: usize = 512;
+
 /// Requantizes one output pixel's sums of `pn ≤ 16` channels (`lo`: the block's
 /// channels `j0 .. j0 + 8`, `hi`: the next 8) and stores them as elements
 /// `at ..` of `y`: `clamp(out_zp + mbqm(bias + Σ))` to the activation range and
@@ -715,6 +800,66 @@ mod tests {
             } as usize;
         }
         assert!(ran > 500, "{ran}");
+    }
+
+    /// [`run_matvec_avx2`] against `wide::conv2d` on one-pixel 1×1 convolutions:
+    /// 16–512 input and 1–140 output channels, both output types, zero points,
+    /// clamps, extreme values and, in a third of the cases, general multipliers.
+    #[test]
+    fn matvec_matches_wide_conv2d() {
+        if !std::is_x86_feature_detected!("avx2") {
+            std::eprintln!("no AVX2 on this CPU: the direct kernel is not used");
+            return;
+        }
+        fn one<Y: Elem>(r: &mut Rng, n: usize) {
+            let (ic, oc) = (16 * r.range(1, 32) as usize, r.range(1, 140) as usize);
+            let extreme = n % 7 == 0;
+            let x: Vec<i8> = (0..ic).map(|_| if extreme { -128 } else { r.i8() }).collect();
+            let w: Vec<i8> = (0..oc * ic).map(|_| if extreme { -128 } else { r.i8() }).collect();
+            let general = n % 3 == 0;
+            let (mut mb, mut sb) = (vec![], vec![]);
+            for j in 0..oc {
+                let real =
+                    if general && j % 5 == 0 { 1.5 + r.f64() } else { 1e-6 + r.f64() * 1e-2 };
+                let (m, s) = quantize_multiplier(real);
+                mb.push(m);
+                sb.push(s);
+            }
+            let bias: Vec<i32> = (0..oc).map(|_| r.range(-1 << 20, 1 << 20) as i32).collect();
+            let (act_min, act_max) = if n % 4 == 1 { (-20, 25) } else { (-32768, 32767) };
+            let in_zp = if extreme { 127 } else { r.range(-128, 127) as i32 };
+            let p = Conv2dParams {
+                kh: 1,
+                kw: 1,
+                sh: 1,
+                sw: 1,
+                pt: 0,
+                pl: 0,
+                in_zp,
+                out_zp: r.range(-9, 9) as i32,
+                act_min,
+                act_max,
+            };
+            let (bb, mb, sb) = (i32_bytes(&bias), i32_bytes(&mb), i32_bytes(&sb));
+            let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
+            let mut want = vec![0u8; oc * Y::BYTES];
+            wide::conv2d::<E8, Y>(&xb, [1, 1, ic], &mut want, [1, 1, oc], &p, &w, &bb, &mb, &sb);
+            let mut got = vec![0x5au8; want.len()];
+            // SAFETY: AVX2 is present (checked by the caller).
+            let ran = unsafe {
+                run_matvec_avx2::<Y>(&x, [1, 1, ic], [1, 1, oc], &p, &w, &bb, &mb, &sb, &mut got)
+            };
+            assert!(ran, "case {n}");
+            assert_eq!(got, want, "case {n}: {ic} -> {oc}");
+        }
+        let mut r = Rng(0x3a7);
+        for n in 0..300 {
+            if n % 2 == 0 {
+                one::<E8>(&mut r, n);
+            } else {
+                one::<E16>(&mut r, n);
+            }
+        }
     }
 
     /// Every input and output type, random shapes (kernels 1×1 to 5×5, strides

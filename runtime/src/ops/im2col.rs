@@ -867,10 +867,10 @@ pub fn conv2d_im2col_wide_to<Y: super::wide::Elem>(
     });
 }
 
-/// The AVX2 kernels of int8-input convolutions: Winograd
-/// ([`super::winograd`]) for 3×3 stride-1 windows, else the direct kernel
-/// ([`super::direct`]) for at least 16 output channels and pixels; `false`
-/// (nothing written) otherwise.
+/// The AVX2 kernels of int8-input convolutions: dot products for one pixel
+/// through a 1×1 kernel, Winograd ([`super::winograd`]) for 3×3 stride-1
+/// windows, else the direct kernel ([`super::direct`]) for at least 16 output
+/// channels and pixels; `false` (nothing written) otherwise.
 #[cfg(ddpm_wide)]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -889,6 +889,17 @@ fn direct<Y: super::wide::Elem>(
     mult: &[u8],
     shift: &[u8],
 ) -> bool {
+    // One pixel through a 1×1 kernel (the timestep MLP): dot products.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if out_shape[0] * out_shape[1] == 1
+        && std::is_x86_feature_detected!("avx2")
+        // SAFETY: the CPU supports AVX2 (checked just before).
+        && unsafe {
+            super::direct::run_matvec_avx2::<Y>(x, in_shape, out_shape, p, w, bias, mult, shift, y)
+        }
+    {
+        return true;
+    }
     // x86_64 with AVX2: 3×3 stride-1 windows by Winograd F(2×2, 3×3).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if super::winograd::applicable(in_shape, [out_shape[0], out_shape[1]], p) {
