@@ -115,7 +115,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     let mut fs = FloatSampler::new(&fm, &sched, chw, cfg)?;
     fs.step()?; // plan buffers allocated on the first run
 
-    let mut arena = vec![0u8; Sampler::arena_bytes(&m)];
+    let mut arena = vec![0u8; Sampler::arena_bytes_with_cache(&m)];
     let int8_bytes = arena.len();
     let mut q = Sampler::new(&m, &mut arena, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     q.step(&mut NoHooks).map_err(|e| anyhow!("{e}"))?;
@@ -135,7 +135,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     }
     // Where the int8 step's time goes: a separate pass with per-op timing hooks (not
     // part of the timed steps above), mean ms per step per op class.
-    let mut arena2 = vec![0u8; Sampler::arena_bytes(&m)];
+    let mut arena2 = vec![0u8; Sampler::arena_bytes_with_cache(&m)];
     let mut q2 = Sampler::new(&m, &mut arena2, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     let mut timer = OpTimer::default();
     let prof_steps = total.min(10);
@@ -169,10 +169,11 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             "int8_peak_bytes": int8_bytes,
             "int8_arena_bytes": m.arena_bytes(),
             "int8_state_bytes": 4 * m.image_len(),
+            "int8_weight_cache_bytes": m.weight_cache_bytes(),
             "artifact_bytes": bytes.len(),
             "tract_peak_bytes": tract_peak,
             "tract_memory_method": method,
-            "int8_memory_method": "Sampler::arena_bytes: network arena (tensors + scratch) padded to 4 + i32 state; artifact read in place",
+            "int8_memory_method": "Sampler::arena_bytes_with_cache: network arena (tensors + scratch) padded to 4 + i32 state + prepared-weights cache (x86_64 AVX2: Winograd-transformed weights); artifact read in place",
             "int8_op_ms_per_step": per_op.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
@@ -188,9 +189,10 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     }
     println!("memory:");
     println!(
-        "  int8 : {int8_bytes} bytes (arena {} + state {} ; artifact {} bytes read in place)",
+        "  int8 : {int8_bytes} bytes (arena {} + state {} + prepared-weights cache {}; artifact {} bytes read in place)",
         m.arena_bytes(),
         4 * m.image_len(),
+        m.weight_cache_bytes(),
         bytes.len()
     );
     match tract_peak {

@@ -448,7 +448,7 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
 
     // ε SQNR along float trajectories.
     let f = m.state_frac_bits();
-    let mut arena = vec![0u8; Sampler::arena_bytes(&m)];
+    let mut arena = vec![0u8; Sampler::arena_bytes_with_cache(&m)];
     let mut q = Sampler::new(&m, &mut arena, o.cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     let sq_cfg = SamplerConfig { mode: Mode::Ddim { steps: o.sqnr_steps, eta_q16: 0 }, ..o.cfg };
     let mut acc: Vec<(usize, f64, f64)> = Vec::new();

@@ -331,7 +331,7 @@ pub fn bar(len: u64, what: &str, show: bool) -> ProgressBar {
 /// # Errors
 /// Runtime errors (bad config, arena).
 pub fn sample_int8(m: &Model<'_>, cfg: SamplerConfig, bar: &ProgressBar) -> Result<Vec<u8>> {
-    let mut arena = vec![0u8; Sampler::arena_bytes(m)];
+    let mut arena = vec![0u8; Sampler::arena_bytes_with_cache(m)];
     let mut s = Sampler::new(m, &mut arena, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     while s.step(&mut NoHooks).map_err(|e| anyhow!("int8 step: {e}"))?.is_some() {
         bar.inc(1);

@@ -114,6 +114,27 @@ fn carve(
     }
 }
 
+/// Prepared weights kept across passes ([`Model::weight_cache_bytes`]): each
+/// Winograd layer's transformed weights, at consecutive offsets in op order,
+/// written on a pass with `primed` false and read when it is true.
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+pub(crate) struct WeightCache<'c> {
+    pub(crate) words: &'c mut [i16],
+    pub(crate) primed: bool,
+    off: usize,
+}
+
+#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+impl<'c> WeightCache<'c> {
+    /// A cache over `bytes` (2-byte aligned part), not yet filled.
+    pub(crate) fn new(bytes: &'c mut [u8], primed: bool) -> Self {
+        // SAFETY: every bit pattern is a valid i16; align_to_mut keeps the
+        // middle part inside `bytes` and correctly aligned.
+        let (_, words, _) = unsafe { bytes.align_to_mut::<i16>() };
+        WeightCache { words, primed, off: 0 }
+    }
+}
+
 impl<'a> Model<'a> {
     /// Runs the network once at network timestep `t` (0-based): reads the input
     /// tensor, writes every intermediate and the output tensor in `arena`.
@@ -122,6 +143,17 @@ impl<'a> Model<'a> {
     /// [`Error::ArenaTooSmall`] if `arena` is shorter than [`Model::arena_bytes`],
     /// [`Error::BadTimestep`] if `t ≥ T`.
     pub fn forward(&self, arena: &mut [u8], t: u32, hooks: &mut impl Hooks) -> Result<(), Error> {
+        self.check_forward(arena, t)?;
+        for op in self.ops() {
+            hooks.op_start(op.index, op.opcode);
+            self.run_op(&op, arena, t)?;
+            hooks.op_end(op.index, op.opcode);
+        }
+        Ok(())
+    }
+
+    /// The arena and timestep checks of [`Model::forward`].
+    fn check_forward(&self, arena: &[u8], t: u32) -> Result<(), Error> {
         if arena.len() < self.arena_bytes() as usize {
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_bytes(),
@@ -131,12 +163,114 @@ impl<'a> Model<'a> {
         if t >= self.timesteps() {
             return Err(Error::BadTimestep { t, timesteps: self.timesteps() });
         }
+        Ok(())
+    }
+
+    /// [`Model::forward`] with a cache of prepared weights (x86_64 hosts with
+    /// AVX2: the Winograd layers' transformed weights, see
+    /// [`Model::weight_cache_bytes`]); the same outputs.
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+    pub(crate) fn forward_cached(
+        &self,
+        arena: &mut [u8],
+        t: u32,
+        hooks: &mut impl Hooks,
+        cache: &mut WeightCache<'_>,
+    ) -> Result<(), Error> {
+        self.check_forward(arena, t)?;
+        cache.off = 0;
         for op in self.ops() {
             hooks.op_start(op.index, op.opcode);
-            self.run_op(&op, arena, t)?;
+            if !self.run_winograd_cached(&op, arena, cache)? {
+                self.run_op(&op, arena, t)?;
+            }
             hooks.op_end(op.index, op.opcode);
         }
         Ok(())
+    }
+
+    /// Runs `op` through the Winograd kernel with its slot of `cache` when it is
+    /// a layer the kernel takes (the slot's offset advances either way, so every
+    /// pass gives each layer the same slot); `false` otherwise (nothing done).
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+    fn run_winograd_cached(
+        &self,
+        op: &Op<'_>,
+        arena: &mut [u8],
+        cache: &mut WeightCache<'_>,
+    ) -> Result<bool, Error> {
+        let Some(words) = self.winograd_words(op) else { return Ok(false) };
+        let at = cache.off;
+        cache.off = cache.off.saturating_add(words);
+        let Some(pre) = cache.words.get_mut(at..at + words) else { return Ok(false) };
+        let bad = Error::BadOp { index: op.index, opcode: op.opcode, what: "invalid at run time" };
+        let info = |id: Option<u16>| self.tensor_info(id.ok_or(bad)?);
+        let (y, xi) = (info(op.output(0))?, info(op.input(0))?);
+        let yr = (y.arena_offset as usize, y.arena_offset as usize + y.size as usize);
+        let sr =
+            (op.scratch_offset as usize, op.scratch_offset.saturating_add(op.scratch_len) as usize);
+        let (yb, _, rest) = carve(arena, yr, sr).ok_or(bad)?;
+        let x = rest.get(xi.arena_offset as usize, xi.size as usize).ok_or(bad)?;
+        let w = |pi: usize, align: u32| self.weight_ref(op, pi, align).ok_or(bad);
+        let cp = conv_params(op);
+        let bias = if op.p(15) == 0 { &[][..] } else { w(14, 4)? };
+        let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
+        let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
+        let (xs, ys, pre) = (shape(&xi), shape(&y), Some((pre, cache.primed)));
+        use ops::wide::{E16, E8};
+        // SAFETY: `winograd_words` is Some only when the CPU has AVX2.
+        unsafe {
+            if y.int16 {
+                ops::winograd::run_avx2::<E16>(
+                    as_i8(x),
+                    xs,
+                    ys,
+                    &cp,
+                    wt,
+                    bias,
+                    mult,
+                    shift,
+                    yb,
+                    pre,
+                )
+            } else {
+                ops::winograd::run_avx2::<E8>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
+            }
+        };
+        Ok(true)
+    }
+
+    /// Bytes of the prepared-weights cache [`crate::Sampler`] can keep for this
+    /// model on this CPU: the Winograd-transformed weights of every int8-input
+    /// 3×3 stride-1 CONV2D on x86_64 with AVX2 (`std`), i16 each; 0 elsewhere.
+    pub fn weight_cache_bytes(&self) -> usize {
+        #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+        {
+            let mut words = 0usize;
+            for op in self.ops() {
+                words = words.saturating_add(self.winograd_words(&op).unwrap_or(0));
+            }
+            return words.saturating_mul(2);
+        }
+        #[cfg_attr(
+            all(ddpm_wide, feature = "std", target_arch = "x86_64"),
+            allow(unreachable_code)
+        )]
+        0
+    }
+
+    /// Cache words of a CONV2D the Winograd kernel takes (int8 input).
+    #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+    fn winograd_words(&self, op: &Op<'_>) -> Option<usize> {
+        if op.opcode != opcode::CONV2D {
+            return None;
+        }
+        let (xi, y) = (self.tensor_info(op.input(0)?).ok()?, self.tensor_info(op.output(0)?).ok()?);
+        if xi.int16 {
+            return None;
+        }
+        let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
+        ops::winograd::cache_words(shape(&xi), shape(&y), &conv_params(op))
     }
 
     fn run_op(&self, op: &Op<'_>, arena: &mut [u8], t: u32) -> Result<(), Error> {

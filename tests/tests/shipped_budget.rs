@@ -6,20 +6,8 @@
 //! Environment: `DDPM_ARTIFACT` (an artifact of the shipped model to check; otherwise
 //! `models/mnist_unet.onnx` is quantized here with the default settings).
 
-use std::path::{Path, PathBuf};
-
-fn artifact_bytes() -> Vec<u8> {
-    if let Ok(p) = std::env::var("DDPM_ARTIFACT") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "DDPM_ARTIFACT={} does not exist", p.display());
-        return std::fs::read(p).unwrap();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let opts = ddpm_converter::convert::Options::default();
-    ddpm_converter::convert::convert(&root.join("models/mnist_unet.onnx"), &opts)
-        .expect("quantizing models/mnist_unet.onnx")
-        .bytes
-}
+mod common;
+use common::artifact_bytes;
 
 #[test]
 fn shipped_model_meets_flash_and_arena_budgets() {

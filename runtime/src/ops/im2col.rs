@@ -905,7 +905,7 @@ fn direct<Y: super::wide::Elem>(
     if super::winograd::applicable(in_shape, [out_shape[0], out_shape[1]], p) {
         // SAFETY: `applicable` checked that the CPU supports AVX2.
         unsafe {
-            super::winograd::run_avx2::<Y>(x, in_shape, out_shape, p, w, bias, mult, shift, y)
+            super::winograd::run_avx2::<Y>(x, in_shape, out_shape, p, w, bias, mult, shift, y, None)
         };
         return true;
     }

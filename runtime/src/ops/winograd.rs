@@ -70,11 +70,24 @@ pub fn applicable(in_shape: [usize; 3], [oh, ow]: [usize; 2], p: &Conv2dParams) 
         && std::is_x86_feature_detected!("avx2")
 }
 
+/// i16 words of a layer's transformed weights (the cache [`run_avx2`] takes), or
+/// `None` when [`run_avx2`] does not handle the layer.
+pub fn cache_words(
+    in_shape: [usize; 3],
+    [oh, ow, oc]: [usize; 3],
+    p: &Conv2dParams,
+) -> Option<usize> {
+    let per_panel = 16 * in_shape[2].div_ceil(2) * PANEL * 2;
+    applicable(in_shape, [oh, ow], p).then_some(per_panel * oc.div_ceil(PANEL))
+}
+
 /// The convolution of `x` (`in_shape`, HWC int8) to `out_shape` by Winograd
 /// F(2×2, 3×3) into `y` (`out_shape`, HWC, elements `Y`): `clamp(out_zp +
 /// mbqm(bias[o] + Σ(x − in_zp)·w, mult[o], shift[o]))` to the activation range
 /// and `Y`, stored by [`super::direct::put_pixel`]. Does nothing unless
-/// [`applicable`].
+/// [`applicable`]. `pre`, when given and [`cache_words`] long, holds the layer's
+/// transformed weights: written by this call unless the flag says they already
+/// are (the same layer's weights, from an earlier call), then read from there.
 ///
 /// # Safety
 /// The CPU must support AVX2 ([`applicable`] checks).
@@ -90,6 +103,7 @@ pub unsafe fn run_avx2<Y: Elem>(
     mult: &[u8],
     shift: &[u8],
     y: &mut [u8],
+    mut pre: Option<(&mut [i16], bool)>,
 ) {
     use core::arch::x86_64::*;
     let ic = in_shape[2];
@@ -99,10 +113,15 @@ pub unsafe fn run_avx2<Y: Elem>(
     let pairs = ic.div_ceil(2);
     // Words per panel: 16 positions × pairs × PANEL lanes × 2.
     let per_panel = 16 * pairs * PANEL * 2;
-    let block = ((UWORDS / per_panel).max(1) * PANEL).min(BLOCK);
+    // With a cache (`pre`: the layer's transformed weights, filled unless
+    // `primed`) the blocks are BLOCK channels; else as many as fit UWORDS.
+    let cached = pre.as_ref().is_some_and(|(b, _)| b.len() >= per_panel * oc.div_ceil(PANEL));
+    let primed = cached && pre.as_ref().is_some_and(|&(_, p)| p);
+    let block = if cached { BLOCK } else { ((UWORDS / per_panel).max(1) * PANEL).min(BLOCK) };
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let tiles = th * tw;
-    let mut u = [0i16; UWORDS];
+    let mut u_buf = core::mem::MaybeUninit::<[i16; UWORDS]>::uninit();
+    let u_local = zeroed_prefix(&mut u_buf, if cached { 0 } else { UWORDS });
     let mut v = [[[0i16; ICMAX]; TG]; 16];
     // The input less its zero point as a zero-padded i16 image covering every
     // tile's patch (rows 0 .. 2·th + 2 from input row −pt, channels rounded up
@@ -118,8 +137,17 @@ pub unsafe fn run_avx2<Y: Elem>(
     while c0 < oc {
         let cn = block.min(oc - c0);
         let npan = cn.div_ceil(PANEL);
-        // SAFETY: AVX2 is enabled in this function.
-        unsafe { transform_weights(&mut u, w, ic, c0, cn, per_panel) };
+        let u: &mut [i16] = match pre.as_mut() {
+            Some((b, _)) if cached => {
+                let at = c0 / PANEL * per_panel;
+                b.get_mut(at..at + npan * per_panel).unwrap_or(&mut [])
+            }
+            _ => &mut *u_local,
+        };
+        if !primed {
+            // SAFETY: AVX2 is enabled in this function.
+            unsafe { transform_weights(u, w, ic, c0, cn, per_panel) };
+        }
         let brq = BlockRq::new(bias, mult, shift, c0, cn, &[]);
         let mut t0 = 0;
         while t0 < tiles {
@@ -595,21 +623,35 @@ mod tests {
                     }
                 }
             }
-            let mut yb = vec![0x5au8; oh * ow * oc * if int16 { 2 } else { 1 }];
-            // SAFETY: AVX2 is present (checked above).
-            unsafe {
-                if int16 {
-                    run_avx2::<E16>(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, &mut yb)
+            // Without a cache, filling a cache, then reading the filled cache.
+            let words = cache_words([h, wd, ic], [oh, ow, oc], &p).expect("applicable");
+            let mut cache = vec![0i16; words];
+            for pass in 0..3 {
+                let mut yb = vec![0x5au8; oh * ow * oc * if int16 { 2 } else { 1 }];
+                let pre = match pass {
+                    0 => None,
+                    1 => Some((&mut cache[..], false)),
+                    _ => Some((&mut cache[..], true)),
+                };
+                let sh = ([h, wd, ic], [oh, ow, oc]);
+                // SAFETY: AVX2 is present (checked above).
+                unsafe {
+                    if int16 {
+                        run_avx2::<E16>(&x, sh.0, sh.1, &p, &w, &bb, &mb, &sb, &mut yb, pre)
+                    } else {
+                        run_avx2::<E8>(&x, sh.0, sh.1, &p, &w, &bb, &mb, &sb, &mut yb, pre)
+                    }
+                };
+                let got: Vec<i32> = if int16 {
+                    yb.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect()
                 } else {
-                    run_avx2::<E8>(&x, [h, wd, ic], [oh, ow, oc], &p, &w, &bb, &mb, &sb, &mut yb)
-                }
-            };
-            let got: Vec<i32> = if int16 {
-                yb.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect()
-            } else {
-                yb.iter().map(|&v| v as i8 as i32).collect()
-            };
-            assert_eq!(got, want, "case {case}: {h}x{wd}x{ic} -> {oh}x{ow}x{oc}, pad {pt},{pl}");
+                    yb.iter().map(|&v| v as i8 as i32).collect()
+                };
+                assert_eq!(
+                    got, want,
+                    "case {case} pass {pass}: {h}x{wd}x{ic} -> {oh}x{ow}x{oc}, pad {pt},{pl}"
+                );
+            }
         }
     }
 }

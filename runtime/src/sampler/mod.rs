@@ -127,6 +127,11 @@ pub struct Sampler<'m, 'a> {
     remaining: u32,
     n: usize,
     state_off: usize,
+    /// Byte offset and length of the prepared-weights cache in the arena (0
+    /// length: none), and whether a pass has filled it.
+    cache: (usize, usize),
+    #[cfg_attr(not(all(ddpm_wide, feature = "std", target_arch = "x86_64")), allow(dead_code))]
+    primed: bool,
 }
 
 impl<'m, 'a> Sampler<'m, 'a> {
@@ -134,6 +139,15 @@ impl<'m, 'a> Sampler<'m, 'a> {
     /// (4 bytes per image element).
     pub fn arena_bytes(model: &Model<'_>) -> usize {
         arena_bytes_for(model.arena_bytes(), model.image_len())
+    }
+
+    /// [`Sampler::arena_bytes`] plus [`Model::weight_cache_bytes`]: an arena
+    /// this long lets the sampler keep prepared weights across steps (x86_64
+    /// hosts with AVX2: the Winograd layers' transformed weights, filled by the
+    /// first step; elsewhere the cache is empty and this is `arena_bytes`). The
+    /// samples are the same bits either way.
+    pub fn arena_bytes_with_cache(model: &Model<'_>) -> usize {
+        Self::arena_bytes(model).saturating_add(model.weight_cache_bytes())
     }
 
     fn state_offset(model: &Model<'_>) -> usize {
@@ -167,6 +181,12 @@ impl<'m, 'a> Sampler<'m, 'a> {
                 return Err(Error::BadConfig { what: "eta_q16 above 65536 (η > 1)" });
             }
         }
+        let cache_len = model.weight_cache_bytes();
+        let cache = if cache_len > 0 && arena.len() >= need.saturating_add(cache_len) {
+            (need, cache_len)
+        } else {
+            (need, 0)
+        };
         let mut s = Sampler {
             model: *model,
             arena,
@@ -175,6 +195,8 @@ impl<'m, 'a> Sampler<'m, 'a> {
             remaining: Self::total_steps(model, &cfg),
             n: model.image_len(),
             state_off: Self::state_offset(model),
+            cache,
+            primed: false,
         };
         let f = model.state_frac_bits();
         for i in 0..s.n {
@@ -278,8 +300,12 @@ impl<'m, 'a> Sampler<'m, 'a> {
         let inp = self.model.tensor_info(self.model.input_tensor())?;
         let zp = inp.zero_point;
         let got = self.arena.len() as u32;
-        let (net, state) = self
+        let (cache_off, cache_len) = self.cache;
+        let (main, rest) = self
             .arena
+            .split_at_mut_checked(cache_off)
+            .ok_or(Error::ArenaTooSmall { needed: cache_off as u32, got })?;
+        let (net, state) = main
             .split_at_mut_checked(self.state_off)
             .ok_or(Error::ArenaTooSmall { needed: self.state_off as u32, got })?;
         let x = self.model.tensor_bytes_mut(net, self.model.input_tensor())?;
@@ -296,6 +322,15 @@ impl<'m, 'a> Sampler<'m, 'a> {
                 *d = sat8(q(s), -128, 127) as u8;
             }
         }
+        #[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
+        if cache_len > 0 {
+            let bytes = rest.get_mut(..cache_len).unwrap_or(&mut []);
+            let mut c = crate::interp::WeightCache::new(bytes, self.primed);
+            self.model.forward_cached(net, t, hooks, &mut c)?;
+            self.primed = true;
+            return self.eps();
+        }
+        let _ = (rest, cache_len);
         self.model.forward(net, t, hooks)?;
         self.eps()
     }
