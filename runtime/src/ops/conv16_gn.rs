@@ -1061,64 +1061,8 @@ unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
             }
             k += 16;
         }
-        // Eight channels per iteration as two interleaved four-lane chains (the
-        // chains are long; Zen-class FP schedulers are small), then four.
-        while k + 8 <= c4 {
-            let (va, vb) = if xb == 1 {
-                let q = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(
-                    (xp.add(k) as *const i32).read_unaligned(),
-                ));
-                let r = _mm_cvtepi8_epi32(_mm_cvtsi32_si128(
-                    (xp.add(k + 4) as *const i32).read_unaligned(),
-                ));
-                (q, r)
-            } else {
-                let q = _mm_loadu_si128(xp.add(2 * k) as *const __m128i);
-                (_mm_cvtepi16_epi32(q), _mm_cvtepi16_epi32(_mm_srli_si128::<8>(q)))
-            };
-            let fa = _mm256_cvtepi32_pd(_mm_sub_epi32(va, zp));
-            let fb = _mm256_cvtepi32_pd(_mm_sub_epi32(vb, zp));
-            let ya = _mm256_add_pd(
-                _mm256_loadu_pd(pp.add(k)),
-                _mm256_mul_pd(fa, _mm256_loadu_pd(sp.add(k))),
-            );
-            let yb2 = _mm256_add_pd(
-                _mm256_loadu_pd(pp.add(k + 4)),
-                _mm256_mul_pd(fb, _mm256_loadu_pd(sp.add(k + 4))),
-            );
-            let ra = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(ya);
-            let rb = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(yb2);
-            let ta = _mm256_and_pd(_mm256_sub_pd(ya, ra), absmask);
-            let tb = _mm256_and_pd(_mm256_sub_pd(yb2, rb), absmask);
-            let pa = _mm256_mul_pd(ra, _mm256_loadu_pd(mp.add(k)));
-            let pb = _mm256_mul_pd(rb, _mm256_loadu_pd(mp.add(k + 4)));
-            bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(ta, bound));
-            bad = _mm256_or_pd(bad, _mm256_cmp_pd::<_CMP_GE_OQ>(tb, bound));
-            let na = _mm256_cmp_pd::<_CMP_LT_OQ>(pa, _mm256_loadu_pd(tp.add(k)));
-            let nb = _mm256_cmp_pd::<_CMP_LT_OQ>(pb, _mm256_loadu_pd(tp.add(k + 4)));
-            let ca = _mm256_blendv_pd(_mm256_loadu_pd(cpp.add(k)), _mm256_loadu_pd(cnp.add(k)), na);
-            let cb = _mm256_blendv_pd(
-                _mm256_loadu_pd(cpp.add(k + 4)),
-                _mm256_loadu_pd(cnp.add(k + 4)),
-                nb,
-            );
-            let wa = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
-                _mm256_add_pd(pa, ca),
-            );
-            let wb = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
-                _mm256_add_pd(pb, cb),
-            );
-            let oa = _mm256_cvtpd_epi32(_mm256_add_pd(wa, _mm256_loadu_pd(kp.add(k))));
-            let ob = _mm256_cvtpd_epi32(_mm256_add_pd(wb, _mm256_loadu_pd(kp.add(k + 4))));
-            // |o| < 2^31: converts exactly; the packs saturate to the type.
-            let o16 = _mm_packs_epi32(oa, ob);
-            if yb == 1 {
-                _mm_storel_epi64(yp.add(k) as *mut __m128i, _mm_packs_epi16(o16, o16));
-            } else {
-                _mm_storeu_si128(yp.add(2 * k) as *mut __m128i, o16);
-            }
-            k += 8;
-        }
+        // The rest four at a time (the chains are long; Zen-class FP schedulers
+        // are small, hence the four interleaved chains above).
         while k < c4 {
             let vi = if xb == 1 {
                 _mm_cvtepi8_epi32(_mm_cvtsi32_si128((xp.add(k) as *const i32).read_unaligned()))
