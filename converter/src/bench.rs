@@ -21,8 +21,9 @@ use crate::sample::{self, FloatSampler, FloatSchedule, Precision};
 
 /// Usage of `converter bench`.
 pub const BENCH_USAGE: &str = "usage: converter bench ARTIFACT [--model MODEL.onnx] [--json] \
-[--steps N] [--warmup K]
-defaults: --model models/mnist_unet.onnx, 20 timed steps per engine after 2 warm-up steps.";
+[--steps N] [--warmup K] [--no-weight-cache]
+defaults: --model models/mnist_unet.onnx, 20 timed steps per engine after 2 warm-up steps.
+--no-weight-cache: the int8 sampler gets only Sampler::arena_bytes (no prepared-weights cache).";
 
 /// A `/proc/self/status` field in kB, as bytes.
 fn proc_status_bytes(field: &str) -> Option<u64> {
@@ -75,13 +76,14 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn run_bench(args: &[String]) -> Result<()> {
     let mut a = Args::new(args);
     let (mut artifact, mut model, mut json_out) = (None, None, false);
-    let (mut steps, mut warmup) = (20u32, 2u32);
+    let (mut steps, mut warmup, mut cache) = (20u32, 2u32, true);
     while let Some(f) = a.next() {
         match f.as_str() {
             "--model" => model = Some(PathBuf::from(a.value(&f)?)),
             "--json" => json_out = true,
             "--steps" => steps = a.parse(&f)?,
             "--warmup" => warmup = a.parse(&f)?,
+            "--no-weight-cache" => cache = false,
             "-h" | "--help" => bail!("{BENCH_USAGE}"),
             _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{BENCH_USAGE}"),
             _ if artifact.is_none() => artifact = Some(PathBuf::from(f)),
@@ -115,7 +117,10 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     let mut fs = FloatSampler::new(&fm, &sched, chw, cfg)?;
     fs.step()?; // plan buffers allocated on the first run
 
-    let mut arena = vec![0u8; Sampler::arena_bytes_with_cache(&m)];
+    let arena_len =
+        if cache { Sampler::arena_bytes_with_cache(&m) } else { Sampler::arena_bytes(&m) };
+    let cache_bytes = arena_len - Sampler::arena_bytes(&m);
+    let mut arena = vec![0u8; arena_len];
     let int8_bytes = arena.len();
     let mut q = Sampler::new(&m, &mut arena, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     q.step(&mut NoHooks).map_err(|e| anyhow!("{e}"))?;
@@ -135,7 +140,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     }
     // Where the int8 step's time goes: a separate pass with per-op timing hooks (not
     // part of the timed steps above), mean ms per step per op class.
-    let mut arena2 = vec![0u8; Sampler::arena_bytes_with_cache(&m)];
+    let mut arena2 = vec![0u8; arena_len];
     let mut q2 = Sampler::new(&m, &mut arena2, cfg).map_err(|e| anyhow!("sampler: {e}"))?;
     let mut timer = OpTimer::default();
     let prof_steps = total.min(10);
@@ -169,7 +174,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
             "int8_peak_bytes": int8_bytes,
             "int8_arena_bytes": m.arena_bytes(),
             "int8_state_bytes": 4 * m.image_len(),
-            "int8_weight_cache_bytes": m.weight_cache_bytes(),
+            "int8_weight_cache_bytes": cache_bytes,
             "artifact_bytes": bytes.len(),
             "tract_peak_bytes": tract_peak,
             "tract_memory_method": method,
@@ -192,7 +197,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
         "  int8 : {int8_bytes} bytes (arena {} + state {} + prepared-weights cache {}; artifact {} bytes read in place)",
         m.arena_bytes(),
         4 * m.image_len(),
-        m.weight_cache_bytes(),
+        cache_bytes,
         bytes.len()
     );
     match tract_peak {
