@@ -200,9 +200,9 @@ impl<'a> Model<'a> {
         cache: &mut WeightCache<'_>,
     ) -> Result<bool, Error> {
         let Some(words) = self.winograd_words(op) else { return Ok(false) };
-        let at = cache.off;
-        cache.off = cache.off.saturating_add(words);
-        let Some(pre) = cache.words.get_mut(at..at + words) else { return Ok(false) };
+        let (at, end) = (cache.off, cache.off.saturating_add(words));
+        cache.off = end;
+        let Some(pre) = cache.words.get_mut(at..end) else { return Ok(false) };
         let bad = Error::BadOp { index: op.index, opcode: op.opcode, what: "invalid at run time" };
         let info = |id: Option<u16>| self.tensor_info(id.ok_or(bad)?);
         let (y, xi) = (info(op.output(0))?, info(op.input(0))?);
