@@ -149,6 +149,16 @@ pub unsafe fn run_avx2<Y: Elem>(
             unsafe { transform_weights(u, w, ic, c0, cn, per_panel) };
         }
         let brq = BlockRq::new(bias, mult, shift, c0, cn, &[]);
+        // The vector requantization of each full panel of the block, once.
+        let mut vks: [Option<Epi>; BLOCK / PANEL] = [None, None, None, None];
+        for (j, vk) in vks.iter_mut().enumerate().take(npan) {
+            if let (Some((b, kp, m, e)), true) =
+                (brq.fast_consts(j * PANEL, PANEL), c0 + (j + 1) * PANEL <= oc)
+            {
+                // SAFETY: AVX2 is enabled in this function.
+                *vk = Some(unsafe { Epi::new(b, kp, m, e) });
+            }
+        }
         let mut t0 = 0;
         while t0 < tiles {
             for (t, vt) in (t0..t0 + TG).enumerate() {
@@ -161,11 +171,7 @@ pub unsafe fn run_avx2<Y: Elem>(
             for (j, pan) in u.chunks_exact(per_panel).take(npan).enumerate() {
                 let p0 = c0 + j * PANEL;
                 let pn = PANEL.min(oc - p0);
-                // SAFETY (Epi::new): AVX2 is enabled in this function.
-                let vk = match brq.fast_consts(j * PANEL, PANEL) {
-                    Some((b, kp, m, e)) if pn == PANEL => Some(unsafe { Epi::new(b, kp, m, e) }),
-                    _ => None,
-                };
+                let vk = vks.get(j).and_then(|k| k.as_ref());
                 for ((mp, up), vp) in m.iter_mut().zip(pan.chunks_exact(pairs * PANEL * 2)).zip(&v)
                 {
                     // SAFETY: AVX2 is enabled in this function.
@@ -199,9 +205,7 @@ pub unsafe fn run_avx2<Y: Elem>(
                             };
                             let at = (oy * ow + ox) * oc + p0;
                             // SAFETY: AVX2 is enabled in this function.
-                            unsafe {
-                                put_pixel::<Y>(y, at, lo, hi, vk.as_ref(), &brq, j * PANEL, pn, p)
-                            };
+                            unsafe { put_pixel::<Y>(y, at, lo, hi, vk, &brq, j * PANEL, pn, p) };
                         }
                     }
                 }
