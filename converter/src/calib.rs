@@ -1,6 +1,8 @@
-//! Calibration: run the float model (tract) through the reverse process from seeded
-//! noise, and record every lowered tensor's values at the visited timesteps (the IR
-//! interpreter provides the intermediates for the same `(x_t, t)`).
+//! Calibration: run the lowered float graph (the IR interpreter) through the reverse
+//! process from seeded noise, and record every lowered tensor's values at the visited
+//! timesteps. The interpreter is deterministic, so the calibrated ranges, and the
+//! artifact, are the same on every host; tract's float model computes the same
+//! function up to rounding and remains the float reference ([`trajectories`]).
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,10 +84,11 @@ impl Rng {
     pub fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
-    /// Standard normal.
+    /// Standard normal (Box–Muller; `ln` and `cos` from the `libm` crate, so the same
+    /// bits on every host).
     pub fn gauss(&mut self) -> f32 {
         let (u1, u2) = (self.uniform(), self.uniform());
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        ((-2.0 * libm::log(u1)).sqrt() * libm::cos(2.0 * std::f64::consts::PI * u2)) as f32
     }
 }
 
@@ -109,12 +112,15 @@ pub struct State {
     pub x: Vec<f32>,
     /// Network timestep.
     pub t: usize,
-    /// ε predicted by tract.
+    /// ε predicted by the float model (NCHW): the IR interpreter's in calibration,
+    /// tract's for the float reference.
     pub eps: Vec<f32>,
 }
 
 /// Runs `trajectories` deterministic DDIM (η = 0, x̂₀ clipped to [−1, 1]) reverse
-/// processes with tract and returns every visited state.
+/// processes with tract and returns every visited state: the float reference (ε from
+/// tract's kernels, whose rounding depends on the CPU). Calibration uses
+/// [`calibrate`].
 ///
 /// # Errors
 /// On a tract failure or a non-finite ε.
@@ -149,15 +155,81 @@ pub fn trajectories(
             out.push(State { x: x.clone(), t, eps: eps.clone() });
             let ab = coef.alpha_bar[t];
             let ab_prev = if j + 1 < ts.len() { coef.alpha_bar[ts[j + 1]] } else { 1.0 };
-            for (xv, &e) in x.iter_mut().zip(&eps) {
-                let x0 = ((*xv as f64 - (1.0 - ab).sqrt() * e as f64) / ab.sqrt()).clamp(-1.0, 1.0);
-                *xv = (ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * e as f64) as f32;
-            }
+            ddim_step(&mut x, &eps, ab, ab_prev);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// One deterministic DDIM step (η = 0, x̂₀ clipped to [−1, 1]) from ᾱ_t = `ab` to
+/// ᾱ_prev = `ab_prev`, in f64 (only `sqrt` and basic arithmetic: exactly rounded).
+fn ddim_step(x: &mut [f32], eps: &[f32], ab: f64, ab_prev: f64) {
+    for (xv, &e) in x.iter_mut().zip(eps) {
+        let x0 = ((*xv as f64 - (1.0 - ab).sqrt() * e as f64) / ab.sqrt()).clamp(-1.0, 1.0);
+        *xv = (ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * e as f64) as f32;
+    }
+}
+
+/// Calibration: the same DDIM trajectories as [`trajectories`] (same seed, noise and
+/// timesteps), with ε from the IR interpreter instead of tract, recording every
+/// tensor's statistics from the same interpreter run that gives ε (one run per
+/// visited state), then the `t`-only tensors over every timestep (as [`collect`]).
+/// Returns the visited states (ε in NCHW) and the statistics.
+///
+/// Deterministic: the same graph and settings give the same bits on every host
+/// (see [`crate::interp`]); nothing here depends on tract.
+///
+/// # Errors
+/// On a non-finite ε.
+pub fn calibrate(
+    g: &Graph,
+    chw: [usize; 3],
+    sched: &Schedule,
+    s: &Settings,
+    progress: bool,
+) -> Result<(Vec<State>, Vec<TensorStats>)> {
+    let coef = sched.coefficients();
+    let ts = ddim_timesteps(sched.timesteps, s.timesteps);
+    let [c, h, w] = chw;
+    let n = c * h * w;
+    let mut rng = Rng::new(s.seed);
+    let mut stats = vec![TensorStats::default(); g.tensors.len()];
+    let time_only = time_only_tensors(g);
+    let bar = if progress {
+        ProgressBar::new((s.trajectories * ts.len()) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} float steps {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut out = Vec::new();
+    for _ in 0..s.trajectories {
+        let mut x: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
+        for (j, &t) in ts.iter().enumerate() {
+            let vals = interp::run(g, &interp::nchw_to_nhwc(&x, c, h, w), t);
+            let eps = interp::nhwc_to_nchw(&vals[g.output], c, h, w);
+            if eps.iter().any(|v| !v.is_finite()) {
+                bail!("the lowered float graph produced a non-finite ε at t = {t}");
+            }
+            for (i, v) in vals.iter().enumerate() {
+                if !time_only[i] {
+                    stats[i].add(v);
+                }
+            }
+            out.push(State { x: x.clone(), t, eps: eps.clone() });
+            let ab = coef.alpha_bar[t];
+            let ab_prev = if j + 1 < ts.len() { coef.alpha_bar[ts[j + 1]] } else { 1.0 };
+            ddim_step(&mut x, &eps, ab, ab_prev);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    add_time_only(g, &time_only, &mut stats);
+    Ok((out, stats))
 }
 
 /// Per-tensor statistics: exact range and a deterministic subsample.
@@ -262,6 +334,12 @@ pub fn collect(g: &Graph, chw: [usize; 3], states: &[State], progress: bool) -> 
         bar.inc(1);
     }
     bar.finish_and_clear();
+    add_time_only(g, &time_only, &mut stats);
+    stats
+}
+
+/// Adds the values of the `t`-only tensors at every timestep to `stats`.
+fn add_time_only(g: &Graph, time_only: &[bool], stats: &mut [TensorStats]) {
     let ops: Vec<bool> = g.ops.iter().map(|op| time_only[op.output]).collect();
     let zero = vec![0f32; g.tensors[g.input].len()];
     for t in 0..g.timesteps {
@@ -272,7 +350,6 @@ pub fn collect(g: &Graph, chw: [usize; 3], states: &[State], progress: bool) -> 
             }
         }
     }
-    stats
 }
 
 /// Tensors computed from the timestep alone.

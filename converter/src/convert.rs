@@ -1,7 +1,6 @@
 //! The `quantize` pipeline: load → lower → verify → calibrate → quantize → plan → write.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -50,7 +49,8 @@ pub struct Converted {
     pub bytes: Vec<u8>,
     /// The lowered float graph (as trained: without the output bias correction).
     pub graph: Graph,
-    /// Max |ε_tract − ε_IR| over the verification inputs.
+    /// Max |ε_tract − ε_IR| over the verification inputs (printed by the CLI, not
+    /// stored in the artifact: it depends on tract's CPU-specific rounding).
     pub lowering_error: f32,
     /// Arena bytes and lower bound.
     pub arena: (usize, usize),
@@ -74,7 +74,6 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
     if opts.calib.trajectories == 0 || opts.calib.timesteps == 0 {
         bail!("--calib-trajectories and --calib-timesteps must be at least 1");
     }
-    let t0 = Instant::now();
     let l = load::load(path, opts.input_shape)?;
     let chw = l.image_chw;
     let tsteps = opts.schedule.timesteps;
@@ -83,8 +82,10 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
     let graph = lower::lower(&l.model, tsteps, &mut table)?.graph;
     let fm = FloatModel::new(&l.model, chw).context("optimizing the float model")?;
     let lowering_error = verify(&graph, &fm, chw, tsteps)?;
-    let states = calib::trajectories(&fm, chw, &opts.schedule, &opts.calib, opts.progress)?;
-    let stats = calib::collect(&graph, chw, &states, opts.progress);
+    // Calibrated with the deterministic IR interpreter, not tract: the artifact's
+    // bytes must not depend on the host CPU.
+    let (states, stats) =
+        calib::calibrate(&graph, chw, &opts.schedule, &opts.calib, opts.progress)?;
     let (wide, kept_int8) = match opts.activations {
         Activations::Int8 => (vec![false; graph.tensors.len()], Vec::new()),
         Activations::Mixed => mixed_precision(&graph, chw, &stats, opts.calib.method),
@@ -97,9 +98,11 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
         let (first, _) = write::write(&graph, &q, &opts.schedule, "{}")?;
         correction = output_bias_correction(&mut written, &first, &states, chw)?;
     }
+    // Only what the same ONNX and flags determine: no timing, host, path or
+    // tract-measured value (the caller prints those), so that the bytes are the same
+    // on every host (docs/FORMAT.md, "Reproducible artifacts").
     let prov = json!({
         "source_sha256": l.sha256,
-        "source_file": path.file_name().map(|f| f.to_string_lossy().to_string()),
         "converter_version": env!("CARGO_PKG_VERSION"),
         "converter": "ddpm-converter",
         "calibration": {
@@ -118,8 +121,6 @@ pub fn convert(path: &Path, opts: &Options) -> Result<Converted> {
             "beta_start": opts.schedule.beta_start,
             "beta_end": opts.schedule.beta_end,
         },
-        "lowering_max_abs_error": lowering_error,
-        "conversion_seconds": (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     });
     let (bytes, summary) = write::write(&written, &q, &opts.schedule, &prov.to_string())?;
 

@@ -1,5 +1,11 @@
 //! Float interpreter of the lowered IR (f32, NHWC). It proves the lowering against
-//! tract and provides every intermediate tensor for calibration.
+//! tract, runs the calibration trajectories and provides every intermediate tensor.
+//!
+//! Deterministic: the same graph and input give the same bits on every host. Every
+//! value is computed in scalar f32/f64 in a fixed order (no fused multiply-add, no
+//! CPU-dependent kernels, no threads), and `exp` is the pure-Rust `libm` crate's
+//! rather than the platform's; the only other functions used (`sqrt`, basic
+//! arithmetic) are exactly rounded by IEEE 754.
 
 use crate::ir::{Graph, OpKind};
 
@@ -50,34 +56,7 @@ fn run_inner(
         let ti = |i: usize| &g.tensors[op.inputs[i]];
         match &op.kind {
             OpKind::Conv2d { kh, kw, stride, pad, weights, bias } => {
-                let (xi, xt) = (x(0), ti(0));
-                let (ih, iw, ic) = (xt.h as isize, xt.w as isize, xt.c);
-                for oy in 0..o.h {
-                    for ox in 0..o.w {
-                        let yb = (oy * o.w + ox) * o.c;
-                        for oc in 0..o.c {
-                            let mut acc = bias[oc];
-                            for ky in 0..*kh {
-                                let iy = (oy * stride[0] + ky) as isize - pad[0] as isize;
-                                if iy < 0 || iy >= ih {
-                                    continue;
-                                }
-                                for kx in 0..*kw {
-                                    let ix = (ox * stride[1] + kx) as isize - pad[1] as isize;
-                                    if ix < 0 || ix >= iw {
-                                        continue;
-                                    }
-                                    let xb = ((iy * iw + ix) as usize) * ic;
-                                    let wb = ((oc * kh + ky) * kw + kx) * ic;
-                                    let xs = &xi[xb..xb + ic];
-                                    let ws = &weights[wb..wb + ic];
-                                    acc += xs.iter().zip(ws).map(|(a, b)| a * b).sum::<f32>();
-                                }
-                            }
-                            y[yb + oc] = acc;
-                        }
-                    }
-                }
+                conv2d(x(0), ti(0), o, [*kh, *kw], *stride, *pad, weights, bias, &mut y);
             }
             OpKind::GroupNorm { groups, eps, gamma, beta } => {
                 let xi = x(0);
@@ -162,7 +141,7 @@ fn run_inner(
                     let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0f32;
                     for (j, &v) in row.iter().enumerate() {
-                        let e = (v - mx).exp();
+                        let e = libm::expf(v - mx);
                         y[r * len + j] = e;
                         sum += e;
                     }
@@ -185,6 +164,62 @@ fn run_inner(
         vals[op.output] = y;
     }
     vals
+}
+
+/// CONV2D into `y` (NHWC, zeroed). Summation order, fixed: each output starts at its
+/// bias; then kernel rows `ky`, columns `kx` (taps that fall in the padding skipped)
+/// and input channels `ic` ascending, one rounded f32 product and one rounded f32
+/// addition per term. The innermost loop runs over output channels (weights
+/// transposed to `[ky][kx][ic][oc]`), so each lane of a vectorized loop accumulates
+/// its own output in that same order: the bits do not depend on the vector width.
+#[allow(clippy::too_many_arguments)]
+fn conv2d(
+    xi: &[f32],
+    xt: &crate::ir::Tensor,
+    o: &crate::ir::Tensor,
+    [kh, kw]: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 4],
+    weights: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+) {
+    let (ih, iw, ic, oc) = (xt.h as isize, xt.w as isize, xt.c, o.c);
+    let mut wt = vec![0f32; weights.len()];
+    for co in 0..oc {
+        for k in 0..kh * kw {
+            for ci in 0..ic {
+                wt[(k * ic + ci) * oc + co] = weights[(co * kh * kw + k) * ic + ci];
+            }
+        }
+    }
+    for oy in 0..o.h {
+        for ox in 0..o.w {
+            let yb = (oy * o.w + ox) * oc;
+            let acc = &mut y[yb..yb + oc];
+            acc.copy_from_slice(bias);
+            for ky in 0..kh {
+                let iy = (oy * stride[0] + ky) as isize - pad[0] as isize;
+                if iy < 0 || iy >= ih {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix = (ox * stride[1] + kx) as isize - pad[1] as isize;
+                    if ix < 0 || ix >= iw {
+                        continue;
+                    }
+                    let xb = ((iy * iw + ix) as usize) * ic;
+                    let wb = (ky * kw + kx) * ic * oc;
+                    for (ci, &xv) in xi[xb..xb + ic].iter().enumerate() {
+                        let ws = &wt[wb + ci * oc..wb + (ci + 1) * oc];
+                        for (a, &wv) in acc.iter_mut().zip(ws) {
+                            *a += xv * wv;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// NCHW (batch 1) → NHWC.

@@ -52,9 +52,9 @@ pub enum LutFn {
 }
 
 impl LutFn {
-    /// The function itself.
+    /// The function itself (`exp` from the `libm` crate: the same bits on every host).
     pub fn eval(self, x: f32) -> f32 {
-        let s = 1.0 / (1.0 + (-x).exp());
+        let s = 1.0 / (1.0 + libm::expf(-x));
         match self {
             LutFn::Silu => x * s,
             LutFn::Sigmoid => s,

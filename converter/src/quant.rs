@@ -427,7 +427,7 @@ pub fn encode(op: &Op, q: &[QParams]) -> Result<QOp> {
         OpKind::Softmax { rows, len } => {
             let s_in = qi(0).scale;
             let table =
-                (0..256).map(|d| ((-s_in * d as f64).exp() * 65536.0).round() as u32).collect();
+                (0..256).map(|d| (libm::exp(-s_in * d as f64) * 65536.0).round() as u32).collect();
             QOp {
                 opcode: opcode::SOFTMAX,
                 params: vec![w(*rows as i32), w(*len as i32), Param::Blob(Blob::U32(table))],

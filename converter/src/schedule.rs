@@ -106,9 +106,9 @@ impl Schedule {
                 .collect(),
             Kind::Cosine => {
                 let s = 0.008;
+                // cos from the `libm` crate: the same bits on every host.
                 let f = |i: usize| {
-                    ((i as f64 / t as f64 + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
-                        .cos()
+                    libm::cos((i as f64 / t as f64 + s) / (1.0 + s) * std::f64::consts::FRAC_PI_2)
                         .powi(2)
                 };
                 (0..t).map(|i| (1.0 - f(i + 1) / f(i)).clamp(0.0, 0.999)).collect()

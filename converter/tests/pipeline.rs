@@ -77,9 +77,9 @@ fn output_bias_correction_removes_the_mean_eps_offset() {
     let off_opts = Options { bias_correction: false, ..opts.clone() };
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_unet.onnx");
     let off = convert::convert(&p, &off_opts).unwrap();
-    // The calibration states themselves (same settings and seed).
-    let states =
-        ddpm_converter::calib::trajectories(&on.float, on.chw, &opts.schedule, &opts.calib, false)
+    // The calibration states themselves (same settings and seed, the IR interpreter).
+    let (states, _) =
+        ddpm_converter::calib::calibrate(&on.graph, on.chw, &opts.schedule, &opts.calib, false)
             .unwrap();
     // Measure the remaining mean offset of each artifact on a copy of its graph.
     let offset = |c: &convert::Converted| {
@@ -96,4 +96,47 @@ fn output_bias_correction_removes_the_mean_eps_offset() {
     }
     assert!(d_off.iter().any(|a| a.abs() > 1e-4), "no offset to correct: {d_off:?}");
     assert_ne!(on.bytes, off.bytes);
+}
+
+/// Reproducible artifacts: two conversions of the shipped model in one process give
+/// the same bytes (no timing or host field in the provenance), and the deterministic
+/// timestep-embedding evaluator agrees with tract's run of the same sub-graph.
+#[test]
+fn two_conversions_give_identical_bytes() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/mnist_unet.onnx");
+    let opts = Options {
+        calib: Settings { trajectories: 1, timesteps: 3, ..Settings::default() },
+        ..Options::default()
+    };
+    let a = convert::convert(&p, &opts).unwrap();
+    let b = convert::convert(&p, &opts).unwrap();
+    assert!(a.bytes == b.bytes, "two conversions differ");
+    let prov = ddpm_runtime::Model::load(&a.bytes).unwrap().provenance().unwrap().to_string();
+    for field in ["seconds", "lowering", "source_file"] {
+        assert!(!prov.contains(field), "provenance holds {field}: {prov}");
+    }
+}
+
+#[test]
+fn time_table_matches_tract() {
+    for model in ["../models/mnist_unet.onnx", "../models/diffusers/unet2d_tiny.onnx"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(model);
+        let l = ddpm_converter::load::load(&p, None).unwrap();
+        let mut frontier = Vec::new();
+        let mut grab = |o: &[tract_onnx::prelude::OutletId]| {
+            frontier = o.to_vec();
+            ddpm_converter::float::time_table(&l.model, l.image_chw, o, 1000)
+        };
+        let g = ddpm_converter::lower::lower(&l.model, 1000, &mut grab).unwrap().graph;
+        let ours = match &g.ops[0].kind {
+            ddpm_converter::ir::OpKind::TimestepEmbed { table, .. } => table.clone(),
+            k => panic!("first op {k:?}"),
+        };
+        let tract = ddpm_converter::float::time_table_tract(&l.model, l.image_chw, &frontier, 1000)
+            .unwrap();
+        assert_eq!(ours.len(), tract.len());
+        // sin/cos of arguments up to ~1000 rad: a few ulp of the argument apart
+        let worst = ours.iter().zip(&tract).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{model}: max |Δ| {worst}");
+    }
 }

@@ -4,6 +4,11 @@
 //! computes with the same code (`ddpm_converter::sample::sample_int8`, what
 //! `converter sample` runs on the host).
 //!
+//! The converter is reproducible across hosts: `converter quantize` of the shipped
+//! model under `qemu-aarch64` writes the same bytes as the same conversion on the
+//! x86_64 host (calibration shortened to keep the emulated run short; same flags on
+//! both sides).
+//!
 //! The runtime's unit tests, cross-built, pass under `qemu-aarch64` both as a
 //! Cortex-A76 (Raspberry Pi 5: the int8 convolutions take the `SDOT` kernel) and
 //! as a Cortex-A72 (Raspberry Pi 4: no dot-product extension, NEON `SMLAL`).
@@ -142,6 +147,59 @@ fn aarch64_converter_sample_digests_match_x86_64() {
     assert_eq!(arm, host, "aarch64 and x86_64 digests differ");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     eprintln!("aarch64 digests {arm:?} equal x86_64's");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// `converter quantize` flags of the cross-host reproducibility check: a short
+/// calibration (one trajectory of three timesteps) so the emulated run stays short.
+const QUANTIZE_FLAGS: [&str; 5] =
+    ["--calib-trajectories", "1", "--calib-timesteps", "3", "--quiet"];
+
+#[test]
+fn aarch64_converter_quantize_bytes_match_x86_64() {
+    require_tool("qemu-aarch64", "--version", "qemu-user");
+    require_tool(LINKER, "--version", "gcc-aarch64-linux-gnu");
+    let tmp = std::env::temp_dir().join(format!("ddpm-aarch64-quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let onnx = root().join("models/mnist_unet.onnx");
+
+    // Host (x86_64): what `converter quantize` runs with QUANTIZE_FLAGS.
+    let opts = ddpm_converter::convert::Options {
+        calib: ddpm_converter::calib::Settings {
+            trajectories: 1,
+            timesteps: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let host =
+        ddpm_converter::convert::convert(&onnx, &opts).expect("quantizing on the host").bytes;
+
+    let bin = cross_build();
+    let out_path = tmp.join("aarch64.ddq");
+    let t0 = std::time::Instant::now();
+    let out = Command::new("qemu-aarch64")
+        .args(["-L", SYSROOT])
+        .arg(&bin)
+        .args(["quantize", onnx.to_str().unwrap(), "-o", out_path.to_str().unwrap()])
+        .args(QUANTIZE_FLAGS)
+        .output()
+        .expect("running qemu-aarch64");
+    assert!(
+        out.status.success(),
+        "converter quantize under qemu-aarch64 failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arm = std::fs::read(&out_path).expect("reading the aarch64 artifact");
+    assert_eq!(arm.len(), host.len(), "aarch64 and x86_64 artifacts differ in size");
+    let first = arm.iter().zip(&host).position(|(a, b)| a != b);
+    assert!(first.is_none(), "aarch64 and x86_64 artifacts differ from byte {first:?} on");
+    eprintln!(
+        "aarch64 conversion ({} bytes, {:.0} s under qemu) is byte-identical to x86_64's",
+        arm.len(),
+        t0.elapsed().as_secs_f64()
+    );
     std::fs::remove_dir_all(&tmp).ok();
 }
 
