@@ -4,14 +4,14 @@
 //! [`ingest`] (tract load, lowering to the float IR) → [`quantize`] (calibration,
 //! precision, quantization, plan, schedule tables) → [`artifact`] (write, the
 //! [`convert`](artifact::convert::convert) pipeline, inspect) → [`evaluate`]
-//! (sampling, comparison against float, sensitivity, bench).
+//! (sampling, comparison against float, sensitivity, bench) → [`cli`] (the clap
+//! parser and the command runners).
 
 pub mod artifact;
+pub mod cli;
 pub mod evaluate;
 pub mod ingest;
 pub mod quantize;
-
-pub mod cli_extra;
 
 pub use artifact::{convert, inspect, write};
 pub use evaluate::{bench, compare, png_out, quality, sample, sensitivity};

@@ -4,4 +4,5 @@
 
 pub mod convert;
 pub mod inspect;
+pub mod tensors;
 pub mod write;

@@ -5,10 +5,10 @@
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::float::FloatModel;
-use crate::interp;
-use crate::ir::{Graph, OpKind};
-use crate::schedule::Schedule;
+use crate::ingest::float::FloatModel;
+use crate::ingest::ir::{Graph, OpKind};
+use crate::quantize::interp;
+use crate::quantize::schedule::Schedule;
 
 /// How a tensor's clipping range is chosen from its samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

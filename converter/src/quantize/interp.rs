@@ -1,7 +1,7 @@
 //! Float interpreter of the lowered IR (f32, NHWC). It proves the lowering against
 //! tract and provides every intermediate tensor for calibration.
 
-use crate::ir::{Graph, OpKind};
+use crate::ingest::ir::{Graph, OpKind};
 
 /// Runs `g` on `input` (NHWC, the image) at network timestep `t`; returns every
 /// tensor's values, indexed by tensor id.
