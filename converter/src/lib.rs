@@ -12,8 +12,3 @@ pub mod cli;
 pub mod evaluate;
 pub mod ingest;
 pub mod quantize;
-
-pub use artifact::{convert, inspect, write};
-pub use evaluate::{bench, compare, png_out, quality, sample, sensitivity};
-pub use ingest::{float, ir, load, lower};
-pub use quantize::{board, calib, interp, plan, precision, quant, schedule};

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use ddpm_converter::calib::Settings;
-use ddpm_converter::convert::{self, Options};
-use ddpm_converter::schedule::Schedule;
-use ddpm_converter::{compare, interp};
+use ddpm_converter::artifact::convert::{self, Options};
+use ddpm_converter::evaluate::compare;
+use ddpm_converter::quantize::calib::Settings;
+use ddpm_converter::quantize::interp;
+use ddpm_converter::quantize::schedule::Schedule;
 
 fn tiny() -> (convert::Converted, Options) {
     let opts = Options {
@@ -58,9 +59,10 @@ fn no_reuse_plan_keeps_every_tensor() {
     let (c, _) = tiny();
     let q = compare::artifact_qparams(&c.bytes, &c.graph).unwrap();
     let sched = Schedule { timesteps: 200, ..Schedule::default() };
-    let (debug, s) = ddpm_converter::write::write_with(&c.graph, &q, &sched, "{}", false).unwrap();
+    let (debug, s) =
+        ddpm_converter::artifact::write::write_with(&c.graph, &q, &sched, "{}", false).unwrap();
     assert!(s.plan.arena_bytes > c.arena.0);
-    let states = vec![ddpm_converter::calib::State {
+    let states = vec![ddpm_converter::quantize::calib::State {
         x: vec![0.1; c.chw.iter().product()],
         t: 50,
         eps: vec![0.0; c.chw.iter().product()],
@@ -78,9 +80,14 @@ fn output_bias_correction_removes_the_mean_eps_offset() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_unet.onnx");
     let off = convert::convert(&p, &off_opts).unwrap();
     // The calibration states themselves (same settings and seed).
-    let states =
-        ddpm_converter::calib::trajectories(&on.float, on.chw, &opts.schedule, &opts.calib, false)
-            .unwrap();
+    let states = ddpm_converter::quantize::calib::trajectories(
+        &on.float,
+        on.chw,
+        &opts.schedule,
+        &opts.calib,
+        false,
+    )
+    .unwrap();
     // Measure the remaining mean offset of each artifact on a copy of its graph.
     let offset = |c: &convert::Converted| {
         let mut g = c.graph.clone();

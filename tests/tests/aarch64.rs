@@ -1,7 +1,7 @@
 //! The `converter` CLI cross-built for aarch64-unknown-linux-gnu (Raspberry-Pi-class
 //! boards) samples the same pixels as on x86_64: `converter sample ARTIFACT
 //! --engine int8 --seed 7 -n 2` under `qemu-aarch64` prints the digests the host
-//! computes with the same code (`ddpm_converter::sample::sample_int8`, what
+//! computes with the same code (`ddpm_converter::evaluate::sample::sample_int8`, what
 //! `converter sample` runs on the host).
 //!
 //! The runtime's unit tests, cross-built, pass under `qemu-aarch64` both as a
@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ddpm_converter::sample::{bar, default_cfg, sample_int8};
+use ddpm_converter::evaluate::sample::{bar, default_cfg, sample_int8};
 use ddpm_runtime::{Digest, Model, SamplerConfig};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
@@ -43,9 +43,10 @@ fn artifact(tmp: &Path) -> PathBuf {
         return p;
     }
     let out = tmp.join("mnist_unet.ddq");
-    let opts = ddpm_converter::convert::Options::default();
-    let c = ddpm_converter::convert::convert(&root().join("models/mnist_unet.onnx"), &opts)
-        .expect("quantizing models/mnist_unet.onnx");
+    let opts = ddpm_converter::artifact::convert::Options::default();
+    let c =
+        ddpm_converter::artifact::convert::convert(&root().join("models/mnist_unet.onnx"), &opts)
+            .expect("quantizing models/mnist_unet.onnx");
     std::fs::write(&out, c.bytes).unwrap();
     out
 }
