@@ -39,6 +39,18 @@ fn assert_error(o: &Output, needles: &[&str]) {
     }
 }
 
+/// A usage error from the parser: exit code 2, `error: ` first, every `needle`
+/// (the flag and the value it rejected) named.
+fn assert_usage_error(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "expected a usage error, stderr: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} missing from: {err}");
+    }
+}
+
 #[test]
 fn quantize_then_inspect_json() {
     let out = tmp("tiny.ddq");
@@ -138,7 +150,10 @@ fn activations_mixed_by_default_int8_on_request() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stdout).starts_with("digest: "));
     }
-    assert_error(&quantize(&m, &tmp("x.ddq"), &["--activations", "int4"]), &["--activations"]);
+    assert_usage_error(
+        &quantize(&m, &tmp("x.ddq"), &["--activations", "int4"]),
+        &["--activations", "int4", "mixed", "int8"],
+    );
 }
 
 #[test]
@@ -160,7 +175,7 @@ fn dynamic_shape_needs_input_shape() {
     let o = quantize(&data("dynamic_hw.onnx"), &out, &["--input-shape", "1,8,8"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = quantize(&data("dynamic_hw.onnx"), &out, &["--input-shape", "1,8"]);
-    assert_error(&o, &["--input-shape"]);
+    assert_usage_error(&o, &["--input-shape", "1,8", "C,H,W"]);
 }
 
 #[test]
@@ -215,16 +230,30 @@ fn nan_weights_are_rejected() {
 #[test]
 fn bad_options() {
     let m = data("tiny_unet.onnx");
-    assert_error(&quantize(&m, &tmp("x.ddq"), &["--schedule", "sigmoid"]), &["unknown schedule"]);
-    assert_error(
-        &quantize(&m, &tmp("x.ddq"), &["--calib-method", "kl"]),
-        &["unknown calibration method"],
+    assert_usage_error(
+        &quantize(&m, &tmp("x.ddq"), &["--schedule", "sigmoid"]),
+        &["--schedule", "sigmoid", "linear, cosine, quadratic"],
     );
+    assert_usage_error(
+        &quantize(&m, &tmp("x.ddq"), &["--calib-method", "kl"]),
+        &["--calib-method", "kl", "minmax, percentile, mse"],
+    );
+    assert_usage_error(
+        &quantize(&m, &tmp("x.ddq"), &["--calib-trajectories", "0"]),
+        &["--calib-trajectories", "0"],
+    );
+    assert_usage_error(&quantize(&m, &tmp("x.ddq"), &["--frobnicate"]), &["--frobnicate"]);
     assert_error(
         &quantize(&m, &tmp("x.ddq"), &["--beta-start", "0.5", "--beta-end", "0.1"]),
         &["beta"],
     );
-    assert_error(&converter(&["frobnicate"]), &["unknown command"]);
+    assert_usage_error(&converter(&["frobnicate"]), &["frobnicate"]);
+    assert_usage_error(&converter(&["quantize"]), &["MODEL.onnx"]);
+    assert_usage_error(&converter(&["inspect", "a.ddq", "--per-tensor"]), &["--per-tensor"]);
+    assert_usage_error(
+        &converter(&["compare", "m.onnx", "a.ddq", "--per-tensor", "--json"]),
+        &["--per-tensor", "--json"],
+    );
 }
 
 #[test]
@@ -270,7 +299,7 @@ fn sensitivity_reports_every_configuration_and_int16_beats_int8() {
     // The converter's mixed policy (int16 where the ops allow, at image resolution).
     assert!(med("w8 a16 where --activations mixed") > med("w8 a8"));
     let bad = converter(&["sensitivity"]);
-    assert_error(&bad, &["MODEL.onnx"]);
+    assert_usage_error(&bad, &["MODEL.onnx"]);
 }
 
 #[test]
@@ -279,8 +308,18 @@ fn help_prints_usage_and_succeeds_for_every_command() {
         let o = converter(&[cmd, "--help"]);
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{cmd} --help failed: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(out.contains("usage:") && out.contains(cmd), "{cmd} --help printed: {out}");
+        assert!(
+            out.to_lowercase().contains("usage:") && out.contains(cmd),
+            "{cmd} --help printed: {out}"
+        );
     }
+    for top in [&["--help"][..], &["help"], &["--version"], &["quantize", "--version"]] {
+        let o = converter(top);
+        assert!(o.status.success(), "{top:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(!o.stdout.is_empty(), "{top:?} printed nothing");
+    }
+    let o = converter(&["--version"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -308,5 +347,5 @@ fn board_profiles_reject_models_that_do_not_fit_naming_the_sizes() {
     );
     assert!(!small.exists(), "nothing is written for a model that does not fit");
     let o = quantize(&m, &small, &["--board", "esp32"]);
-    assert_error(&o, &["unknown board \"esp32\"", "pico", "custom:FLASH,RAM"]);
+    assert_usage_error(&o, &["--board", "unknown board \"esp32\"", "pico", "custom:FLASH,RAM"]);
 }

@@ -7,10 +7,11 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ddpm_converter::calib::Settings;
-use ddpm_converter::convert::{self, Converted, Options};
-use ddpm_converter::ir::OpKind;
-use ddpm_converter::{compare, interp};
+use ddpm_converter::artifact::convert::{self, Converted, Options};
+use ddpm_converter::evaluate::compare;
+use ddpm_converter::ingest::ir::OpKind;
+use ddpm_converter::quantize::calib::Settings;
+use ddpm_converter::quantize::interp;
 use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
 
 fn converted() -> &'static (Converted, Options) {

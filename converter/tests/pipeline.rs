@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use ddpm_converter::calib::Settings;
-use ddpm_converter::convert::{self, Options};
-use ddpm_converter::schedule::Schedule;
-use ddpm_converter::{compare, interp};
+use ddpm_converter::artifact::convert::{self, Options};
+use ddpm_converter::evaluate::compare;
+use ddpm_converter::quantize::calib::Settings;
+use ddpm_converter::quantize::interp;
+use ddpm_converter::quantize::schedule::Schedule;
 
 fn tiny() -> (convert::Converted, Options) {
     let opts = Options {
@@ -58,9 +59,10 @@ fn no_reuse_plan_keeps_every_tensor() {
     let (c, _) = tiny();
     let q = compare::artifact_qparams(&c.bytes, &c.graph).unwrap();
     let sched = Schedule { timesteps: 200, ..Schedule::default() };
-    let (debug, s) = ddpm_converter::write::write_with(&c.graph, &q, &sched, "{}", false).unwrap();
+    let (debug, s) =
+        ddpm_converter::artifact::write::write_with(&c.graph, &q, &sched, "{}", false).unwrap();
     assert!(s.plan.arena_bytes > c.arena.0);
-    let states = vec![ddpm_converter::calib::State {
+    let states = vec![ddpm_converter::quantize::calib::State {
         x: vec![0.1; c.chw.iter().product()],
         t: 50,
         eps: vec![0.0; c.chw.iter().product()],
@@ -78,9 +80,14 @@ fn output_bias_correction_removes_the_mean_eps_offset() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_unet.onnx");
     let off = convert::convert(&p, &off_opts).unwrap();
     // The calibration states themselves (same settings and seed, the IR interpreter).
-    let (states, _) =
-        ddpm_converter::calib::calibrate(&on.graph, on.chw, &opts.schedule, &opts.calib, false)
-            .unwrap();
+    let (states, _) = ddpm_converter::quantize::calib::calibrate(
+        &on.graph,
+        on.chw,
+        &opts.schedule,
+        &opts.calib,
+        false,
+    )
+    .unwrap();
     // Measure the remaining mean offset of each artifact on a copy of its graph.
     let offset = |c: &convert::Converted| {
         let mut g = c.graph.clone();
@@ -121,19 +128,20 @@ fn two_conversions_give_identical_bytes() {
 fn time_table_matches_tract() {
     for model in ["../models/mnist_unet.onnx", "../models/diffusers/unet2d_tiny.onnx"] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(model);
-        let l = ddpm_converter::load::load(&p, None).unwrap();
+        let l = ddpm_converter::ingest::load::load(&p, None).unwrap();
         let mut frontier = Vec::new();
         let mut grab = |o: &[tract_onnx::prelude::OutletId]| {
             frontier = o.to_vec();
-            ddpm_converter::float::time_table(&l.model, l.image_chw, o, 1000)
+            ddpm_converter::ingest::float::time_table(&l.model, l.image_chw, o, 1000)
         };
-        let g = ddpm_converter::lower::lower(&l.model, 1000, &mut grab).unwrap().graph;
+        let g = ddpm_converter::ingest::lower::lower(&l.model, 1000, &mut grab).unwrap().graph;
         let ours = match &g.ops[0].kind {
-            ddpm_converter::ir::OpKind::TimestepEmbed { table, .. } => table.clone(),
+            ddpm_converter::ingest::ir::OpKind::TimestepEmbed { table, .. } => table.clone(),
             k => panic!("first op {k:?}"),
         };
-        let tract = ddpm_converter::float::time_table_tract(&l.model, l.image_chw, &frontier, 1000)
-            .unwrap();
+        let tract =
+            ddpm_converter::ingest::float::time_table_tract(&l.model, l.image_chw, &frontier, 1000)
+                .unwrap();
         assert_eq!(ours.len(), tract.len());
         // sin/cos of arguments up to ~1000 rad: a few ulp of the argument apart
         let worst = ours.iter().zip(&tract).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

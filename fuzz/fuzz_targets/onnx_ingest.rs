@@ -1,6 +1,6 @@
-//! The converter's front end on arbitrary bytes: `ddpm_converter::load::load`
+//! The converter's front end on arbitrary bytes: `ddpm_converter::ingest::load::load`
 //! (tract: parse, fix input facts, type, declutter) and, on success,
-//! `ddpm_converter::lower::lower`. Errors are fine; panics, aborts, OOM and hangs
+//! `ddpm_converter::ingest::lower::lower`. Errors are fine; panics, aborts, OOM and hangs
 //! are bugs.
 #![no_main]
 

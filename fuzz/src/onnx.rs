@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ddpm_converter::{float, load, lower};
+use ddpm_converter::ingest::{float, load, lower};
 
 /// Timesteps the lowering is asked for (the embedding table has this many rows).
 pub const TIMESTEPS: usize = 4;

@@ -1,7 +1,7 @@
 //! The `converter` CLI cross-built for aarch64-unknown-linux-gnu (Raspberry-Pi-class
 //! boards) samples the same pixels as on x86_64: `converter sample ARTIFACT
 //! --engine int8 --seed 7 -n 2` under `qemu-aarch64` prints the digests the host
-//! computes with the same code (`ddpm_converter::sample::sample_int8`, what
+//! computes with the same code (`ddpm_converter::evaluate::sample::sample_int8`, what
 //! `converter sample` runs on the host).
 //!
 //! The converter is reproducible across hosts: `converter quantize` of the shipped
@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ddpm_converter::sample::{bar, default_cfg, sample_int8};
+use ddpm_converter::evaluate::sample::{bar, default_cfg, sample_int8};
 use ddpm_runtime::{Digest, Model, SamplerConfig};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
@@ -48,9 +48,10 @@ fn artifact(tmp: &Path) -> PathBuf {
         return p;
     }
     let out = tmp.join("mnist_unet.ddq");
-    let opts = ddpm_converter::convert::Options::default();
-    let c = ddpm_converter::convert::convert(&root().join("models/mnist_unet.onnx"), &opts)
-        .expect("quantizing models/mnist_unet.onnx");
+    let opts = ddpm_converter::artifact::convert::Options::default();
+    let c =
+        ddpm_converter::artifact::convert::convert(&root().join("models/mnist_unet.onnx"), &opts)
+            .expect("quantizing models/mnist_unet.onnx");
     std::fs::write(&out, c.bytes).unwrap();
     out
 }
@@ -164,16 +165,17 @@ fn aarch64_converter_quantize_bytes_match_x86_64() {
     let onnx = root().join("models/mnist_unet.onnx");
 
     // Host (x86_64): what `converter quantize` runs with QUANTIZE_FLAGS.
-    let opts = ddpm_converter::convert::Options {
-        calib: ddpm_converter::calib::Settings {
+    let opts = ddpm_converter::artifact::convert::Options {
+        calib: ddpm_converter::quantize::calib::Settings {
             trajectories: 1,
             timesteps: 3,
             ..Default::default()
         },
         ..Default::default()
     };
-    let host =
-        ddpm_converter::convert::convert(&onnx, &opts).expect("quantizing on the host").bytes;
+    let host = ddpm_converter::artifact::convert::convert(&onnx, &opts)
+        .expect("quantizing on the host")
+        .bytes;
 
     let bin = cross_build();
     let out_path = tmp.join("aarch64.ddq");

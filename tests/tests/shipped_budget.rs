@@ -12,7 +12,7 @@ use common::artifact_bytes;
 #[test]
 fn shipped_model_meets_flash_and_arena_budgets() {
     let bytes = artifact_bytes();
-    let r = ddpm_converter::inspect::report(&bytes).unwrap();
+    let r = ddpm_converter::artifact::inspect::report(&bytes).unwrap();
     let get = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("inspect report lacks {k}"));
     let (params, flash, tables) = (get("params"), get("flash_bytes"), get("table_bytes"));
     let (arena, lower) = (get("arena_bytes"), get("arena_lower_bound_bytes"));

@@ -11,8 +11,8 @@ pub fn artifact_bytes() -> Vec<u8> {
         return std::fs::read(p).unwrap();
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let opts = ddpm_converter::convert::Options::default();
-    ddpm_converter::convert::convert(&root.join("models/mnist_unet.onnx"), &opts)
+    let opts = ddpm_converter::artifact::convert::Options::default();
+    ddpm_converter::artifact::convert::convert(&root.join("models/mnist_unet.onnx"), &opts)
         .expect("quantizing models/mnist_unet.onnx")
         .bytes
 }

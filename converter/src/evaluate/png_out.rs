@@ -83,7 +83,7 @@ pub fn grid_size(n: usize, h: usize, w: usize, per_row: usize, scale: usize) -> 
 
 /// The font every plot's text is drawn with (DejaVu Sans, bundled: no system font,
 /// fontconfig or freetype is needed, natively or cross-built).
-static FONT_TTF: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT_TTF: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 /// The family name the bundled font is registered under: plotters' default.
 const FONT: &str = "sans-serif";

@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 use ddpm_runtime::format::CONV_I16_MAX_K;
 
-use crate::ir::{Graph, OpKind};
+use crate::ingest::ir::{Graph, OpKind};
 
 /// `converter quantize --activations`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn reason_int8(g: &Graph, image_hw: usize, wide: &[bool], t: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{LutFn, Op};
+    use crate::ingest::ir::{LutFn, Op};
 
     fn op(kind: OpKind, inputs: Vec<usize>, output: usize) -> Op {
         Op { kind, inputs, output, source: String::new() }

@@ -5,12 +5,15 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::calib::{self, Settings, State};
-use crate::float::{self, FloatModel};
-use crate::ir::Graph;
-use crate::precision::{self, Activations};
-use crate::schedule::Schedule;
-use crate::{interp, load, lower, quant, write};
+use crate::artifact::tensors::{eps_to_f64, to_state};
+use crate::artifact::write;
+use crate::ingest::float::{self, FloatModel};
+use crate::ingest::ir::Graph;
+use crate::ingest::{load, lower};
+use crate::quantize::calib::{self, Settings, State};
+use crate::quantize::precision::{self, Activations};
+use crate::quantize::schedule::Schedule;
+use crate::quantize::{interp, quant};
 
 /// Options of `converter quantize`.
 #[derive(Clone, Debug)]
@@ -186,7 +189,7 @@ pub fn output_bias_correction(
     let Some(pi) = g.ops.iter().rposition(|o| o.output == g.output) else {
         return Ok(None);
     };
-    if !matches!(g.ops[pi].kind, crate::ir::OpKind::Conv2d { .. }) || states.is_empty() {
+    if !matches!(g.ops[pi].kind, crate::ingest::ir::OpKind::Conv2d { .. }) || states.is_empty() {
         return Ok(None);
     }
     let [c, h, w] = chw;
@@ -203,10 +206,10 @@ pub fn output_bias_correction(
     let (mut sum, mut n) = (vec![0f64; c], vec![0usize; c]);
     for st in states {
         let x = interp::nchw_to_nhwc(&st.x, c, h, w);
-        let xs: Vec<i32> = x.iter().map(|&v| crate::sample::to_state(v as f64, f)).collect();
+        let xs: Vec<i32> = x.iter().map(|&v| to_state(v as f64, f)).collect();
         s.set_state(&xs).map_err(|e| anyhow!("{e}"))?;
         let eq = s.predict_eps(st.t as u32, &mut NoHooks).map_err(|e| anyhow!("{e}"))?;
-        let eq = crate::sample::eps_to_f64(&m, eq)?;
+        let eq = eps_to_f64(&m, eq)?;
         let ef = interp::nchw_to_nhwc(&st.eps, c, h, w);
         for (i, (&a, b)) in ef.iter().zip(&eq).enumerate() {
             sum[i % c] += a as f64 - b;
@@ -214,7 +217,7 @@ pub fn output_bias_correction(
         }
     }
     let d: Vec<f64> = sum.iter().zip(&n).map(|(s, &k)| s / k.max(1) as f64).collect();
-    if let crate::ir::OpKind::Conv2d { bias, .. } = &mut g.ops[pi].kind {
+    if let crate::ingest::ir::OpKind::Conv2d { bias, .. } = &mut g.ops[pi].kind {
         for (b, dv) in bias.iter_mut().zip(&d) {
             *b += *dv as f32;
         }

@@ -7,10 +7,10 @@
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::float::FloatModel;
-use crate::interp;
-use crate::ir::{Graph, OpKind};
-use crate::schedule::Schedule;
+use crate::ingest::float::FloatModel;
+use crate::ingest::ir::{Graph, OpKind};
+use crate::quantize::interp;
+use crate::quantize::schedule::Schedule;
 
 /// How a tensor's clipping range is chosen from its samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ fn ddim_step(x: &mut [f32], eps: &[f32], ab: f64, ab_prev: f64) {
 /// Returns the visited states (ε in NCHW) and the statistics.
 ///
 /// Deterministic: the same graph and settings give the same bits on every host
-/// (see [`crate::interp`]); nothing here depends on tract.
+/// (see [`crate::quantize::interp`]); nothing here depends on tract.
 ///
 /// # Errors
 /// On a non-finite ε.

@@ -17,21 +17,18 @@ use anyhow::{anyhow, bail, Context, Result};
 use ddpm_runtime::format::table;
 use ddpm_runtime::sampler::noise::Xoshiro128;
 use ddpm_runtime::sampler::state_to_pixel;
-use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma, TensorView};
+use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::*;
 
-use crate::float::FloatModel;
-use crate::interp;
-use crate::schedule::Schedule;
-
-/// Magic bytes that start every artifact.
-pub const ARTIFACT_MAGIC: &[u8; 8] = b"DDPMEDGE";
-
-/// True when `bytes` look like an artifact (rather than an ONNX protobuf).
-pub fn is_artifact(bytes: &[u8]) -> bool {
-    bytes.starts_with(ARTIFACT_MAGIC)
-}
+use crate::artifact::convert;
+use crate::artifact::tensors::{is_artifact, to_state};
+use crate::evaluate::png_out;
+use crate::ingest::float::FloatModel;
+use crate::ingest::load;
+use crate::quantize::interp;
+use crate::quantize::precision::Activations;
+use crate::quantize::schedule::Schedule;
 
 /// Float precision of the tract engine's weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +292,7 @@ pub fn round_weights_f16(model: &mut TypedModel) -> Result<usize> {
 /// # Errors
 /// Load or optimization failures.
 pub fn load_float(path: &Path, precision: Precision) -> Result<(FloatModel, [usize; 3])> {
-    let mut l = crate::load::load(path, None)?;
+    let mut l = load::load(path, None)?;
     if precision == Precision::F16 {
         let n = round_weights_f16(&mut l.model)?;
         if n == 0 {
@@ -359,32 +356,37 @@ pub fn sample_float(
     Ok(s.pixels())
 }
 
-/// The int8 engine's state value for a float x (Q`f`, rounded, saturated).
-pub fn to_state(x: f64, f: u32) -> i32 {
-    (x * (1u64 << f) as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
-}
-
-/// The int8 engine's ε as float, exactly as the sampler reads it
-/// (`((q − zp)·m + 2^15) >> 16` in Q`F`).
-pub fn eps_to_f64(m: &Model<'_>, q: TensorView<'_>) -> Result<Vec<f64>> {
-    let zp = m.tensor_info(m.output_tensor()).map_err(|e| anyhow!("{e}"))?.zero_point as i64;
-    let mul = m.eps_to_state_q16();
-    let s = 2f64.powi(-(m.state_frac_bits() as i32));
-    Ok(q.iter().map(|v| (((v as i64 - zp) * mul + (1 << 15)) >> 16) as f64 * s).collect())
-}
-
 /// Pixel value of a float state element, the runtime's rule applied to `to_state`.
 pub fn float_pixel(x: f64, f: u32) -> u8 {
     state_to_pixel(to_state(x, f), f)
 }
 
-/// Parsed `converter sample` options.
+/// Which engine `sample` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The int8 runtime (an ONNX model is quantized first).
+    Int8,
+    /// tract, float.
+    Tract,
+}
+
+impl Engine {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Int8 => "int8",
+            Engine::Tract => "tract",
+        }
+    }
+}
+
+/// `converter sample` options.
 #[derive(Clone, Debug)]
-pub struct SampleArgs {
+pub struct SampleOptions {
     /// Artifact or ONNX path.
     pub input: PathBuf,
-    /// `int8` or `tract`.
-    pub engine: Option<String>,
+    /// Engine; None: int8 for an artifact, tract for an ONNX model.
+    pub engine: Option<Engine>,
     /// tract weights precision.
     pub precision: Precision,
     /// Float ONNX for `--engine tract` when `input` is an artifact.
@@ -400,62 +402,27 @@ pub struct SampleArgs {
     /// Progress bar.
     pub progress: bool,
     /// Activation precision when an ONNX model is quantized first.
-    pub activations: crate::precision::Activations,
+    pub activations: Activations,
 }
 
-/// Usage of `converter sample`.
-pub const SAMPLE_USAGE: &str =
-    "usage: converter sample (ARTIFACT | MODEL.onnx) [--engine int8|tract] \
-[--precision f32|f16] [--model MODEL.onnx] [--mode ddpm|ddim] [--steps N] [--eta E] \
-[--sigma beta|beta-tilde|zero] [--clip-x0] [--seed S] [-n COUNT] [-o grid.png] [--scale K] [--quiet] \
-[--activations mixed|int8]
-defaults: engine int8 for an artifact, tract for an ONNX model; ddim 50 steps, eta 0, sigma beta, \
-seed 0, n 1, scale 2. Sample i uses seed S+i. --activations (default mixed) applies when \
---engine int8 quantizes an ONNX model first.";
-
-/// Parses the sampler flags shared by `sample`, `compare` and `bench` out of `a`.
-/// Returns true if `flag` was one of them.
-///
-/// # Errors
-/// A bad value.
-pub fn parse_sampler_flag(
-    cfg: &mut SamplerConfig,
-    steps: &mut u32,
-    eta: &mut f64,
-    flag: &str,
-    a: &mut crate::cli_extra::Args,
-) -> Result<bool> {
-    match flag {
-        "--mode" => {
-            cfg.mode = match a.value(flag)?.as_str() {
-                "ddpm" => Mode::Ddpm,
-                "ddim" => Mode::Ddim { steps: 0, eta_q16: 0 },
-                m => bail!("unknown --mode {m:?}; expected ddpm or ddim"),
-            }
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            input: PathBuf::new(),
+            engine: None,
+            precision: Precision::F32,
+            model: None,
+            cfg: default_cfg(),
+            count: 1,
+            out: None,
+            scale: 2,
+            progress: true,
+            activations: Activations::default(),
         }
-        "--steps" => *steps = a.parse(flag)?,
-        "--eta" => {
-            *eta = a.parse(flag)?;
-            if !(0.0..=1.0).contains(eta) {
-                bail!("--eta {eta} must be in [0, 1]");
-            }
-        }
-        "--sigma" => {
-            cfg.sigma = match a.value(flag)?.as_str() {
-                "beta" => Sigma::Beta,
-                "beta-tilde" => Sigma::BetaTilde,
-                "zero" => Sigma::Zero,
-                s => bail!("unknown --sigma {s:?}; expected beta, beta-tilde or zero"),
-            }
-        }
-        "--clip-x0" => cfg.clip_x0 = true,
-        "--seed" => cfg.seed = a.parse(flag)?,
-        _ => return Ok(false),
     }
-    Ok(true)
 }
 
-/// Fills the DDIM steps/η into `cfg` after parsing.
+/// Sets the DDIM steps and η of `cfg` (no change for DDPM).
 pub fn finish_cfg(cfg: &mut SamplerConfig, steps: u32, eta: f64) {
     if let Mode::Ddim { .. } = cfg.mode {
         cfg.mode = Mode::Ddim { steps, eta_q16: (eta * 65536.0).round() as u32 };
@@ -472,90 +439,34 @@ pub fn default_cfg() -> SamplerConfig {
     }
 }
 
-/// Parses `converter sample` arguments.
-///
-/// # Errors
-/// Unknown flags or bad values.
-pub fn parse_sample(args: &[String]) -> Result<SampleArgs> {
-    let mut a = crate::cli_extra::Args::new(args);
-    let mut input = None;
-    let mut cfg = default_cfg();
-    let (mut steps, mut eta) = (50u32, 0f64);
-    let mut s = SampleArgs {
-        input: PathBuf::new(),
-        engine: None,
-        precision: Precision::F32,
-        model: None,
-        cfg,
-        count: 1,
-        out: None,
-        scale: 2,
-        progress: true,
-        activations: Default::default(),
-    };
-    while let Some(f) = a.next() {
-        if parse_sampler_flag(&mut cfg, &mut steps, &mut eta, &f, &mut a)? {
-            continue;
-        }
-        match f.as_str() {
-            "--engine" => {
-                let e = a.value(&f)?;
-                if e != "int8" && e != "tract" {
-                    bail!("unknown --engine {e:?}; expected int8 or tract");
-                }
-                s.engine = Some(e);
-            }
-            "--precision" => s.precision = Precision::parse(&a.value(&f)?)?,
-            "--model" => s.model = Some(PathBuf::from(a.value(&f)?)),
-            "-n" | "--count" => s.count = a.parse(&f)?,
-            "-o" | "--output" => s.out = Some(PathBuf::from(a.value(&f)?)),
-            "--scale" => s.scale = a.parse(&f)?,
-            "--quiet" | "-q" => s.progress = false,
-            "--activations" => s.activations = crate::precision::Activations::parse(&a.value(&f)?)?,
-            "-h" | "--help" => bail!("{SAMPLE_USAGE}"),
-            _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{SAMPLE_USAGE}"),
-            _ if input.is_none() => input = Some(PathBuf::from(f)),
-            _ => bail!("unexpected argument {f:?}\n{SAMPLE_USAGE}"),
-        }
-    }
-    finish_cfg(&mut cfg, steps, eta);
-    s.cfg = cfg;
-    s.input = input.ok_or_else(|| anyhow!("missing ARTIFACT or MODEL.onnx\n{SAMPLE_USAGE}"))?;
-    if s.count == 0 {
-        bail!("-n must be at least 1");
-    }
-    if !(1..=16).contains(&s.scale) {
-        bail!("--scale must be in 1..=16");
-    }
-    Ok(s)
-}
-
 /// `converter sample`: prints `digest: <16 hex>` per sample, writes the PNG grid.
 ///
 /// # Errors
 /// Any load, sampling or write failure.
-pub fn run_sample(args: &[String]) -> Result<()> {
-    let s = parse_sample(args)?;
+pub fn run_sample(s: &SampleOptions) -> Result<()> {
+    if s.count == 0 || !(1..=16).contains(&s.scale) {
+        bail!("-n must be at least 1, --scale in 1..=16");
+    }
     let bytes =
         std::fs::read(&s.input).with_context(|| format!("cannot read {}", s.input.display()))?;
     let artifact = is_artifact(&bytes);
-    let engine = s.engine.clone().unwrap_or_else(|| if artifact { "int8" } else { "tract" }.into());
-    if engine == "int8" && s.precision != Precision::F32 {
+    let engine = s.engine.unwrap_or(if artifact { Engine::Int8 } else { Engine::Tract });
+    if engine == Engine::Int8 && s.precision != Precision::F32 {
         bail!("--precision applies to --engine tract only");
     }
     let images: Vec<Vec<u8>>;
     let chw: [usize; 3];
-    if engine == "int8" {
+    if engine == Engine::Int8 {
         let art = if artifact {
             bytes
         } else {
             eprintln!("{} is not an artifact: quantizing it first", s.input.display());
-            let opts = crate::convert::Options {
+            let opts = convert::Options {
                 progress: s.progress,
                 activations: s.activations,
                 ..Default::default()
             };
-            crate::convert::convert(&s.input, &opts)?.bytes
+            convert::convert(&s.input, &opts)?.bytes
         };
         let m = Model::load(&art).map_err(|e| anyhow!("artifact rejected: {e}"))?;
         let [h, w, c] = m.image_shape();
@@ -595,8 +506,8 @@ pub fn run_sample(args: &[String]) -> Result<()> {
     }
     if let Some(out) = &s.out {
         let [c, h, w] = chw;
-        crate::png_out::write_grid(out, &images, h, w, c, 8, s.scale)?;
-        eprintln!("wrote {} ({} samples, {engine})", out.display(), images.len());
+        png_out::write_grid(out, &images, h, w, c, 8, s.scale)?;
+        eprintln!("wrote {} ({} samples, {})", out.display(), images.len(), engine.name());
     }
     Ok(())
 }

@@ -1,13 +1,20 @@
 //! int8 (runtime) against float (tract): ε SQNR per timestep, per-tensor SQNR.
 
-use anyhow::{anyhow, ensure, Result};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, ensure, Context, Result};
 use ddpm_runtime::format::multiply_by_quantized_multiplier;
 use ddpm_runtime::{Model, NoHooks, TensorInfo};
 
-use crate::calib::State;
-use crate::interp;
-use crate::ir::Graph;
-use crate::quant::QParams;
+use crate::artifact::tensors::is_int16;
+use crate::artifact::write;
+use crate::ingest::float::{self, FloatModel};
+use crate::ingest::ir::Graph;
+use crate::ingest::{load, lower};
+use crate::quantize::calib::{self, Settings, State};
+use crate::quantize::interp;
+use crate::quantize::quant::QParams;
+use crate::quantize::schedule::Schedule;
 
 /// SQNR in dB of `approx` against `reference`.
 pub fn sqnr_db(reference: &[f32], approx: &[f32]) -> f64 {
@@ -17,12 +24,6 @@ pub fn sqnr_db(reference: &[f32], approx: &[f32]) -> f64 {
         return f64::INFINITY;
     }
     10.0 * (sig / err).log10()
-}
-
-/// True when an artifact tensor holds int16 elements (its size is two bytes per
-/// element; FORMAT.md's `TENSOR_INT16`).
-pub fn is_int16(t: &TensorInfo) -> bool {
-    t.size as u64 == 2 * t.h as u64 * t.w as u64 * t.c as u64
 }
 
 /// The raw bytes of tensor `t` inside `arena`.
@@ -105,7 +106,7 @@ pub fn eps_sqnr(artifact: &[u8], states: &[State]) -> Result<Vec<(usize, f64)>> 
 
 /// Per-tensor SQNR (dB), accumulated in the power domain over `states`, of the int8
 /// tensors against the float IR interpreter. `artifact` must be written without
-/// arena reuse ([`crate::write::write_with`]) so every tensor survives the pass.
+/// arena reuse ([`crate::artifact::write::write_with`]) so every tensor survives the pass.
 ///
 /// # Errors
 /// When the artifact does not load or run.
@@ -163,4 +164,76 @@ pub fn median_worst(v: &[(usize, f64)]) -> (f64, f64) {
     let med =
         if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
     (med, s[0])
+}
+
+/// `converter compare --per-tensor` options.
+#[derive(Clone, Debug)]
+pub struct PerTensorOptions {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Its float ONNX model.
+    pub model: PathBuf,
+    /// Image shape `[C, H, W]` when the model leaves it dynamic.
+    pub input_shape: Option<[usize; 3]>,
+    /// Timesteps of the float DDIM trajectory.
+    pub steps: usize,
+    /// Seed of the trajectory.
+    pub seed: u64,
+    /// Only timesteps `t >= min_t`.
+    pub min_t: usize,
+}
+
+impl Default for PerTensorOptions {
+    fn default() -> Self {
+        PerTensorOptions {
+            artifact: PathBuf::new(),
+            model: PathBuf::new(),
+            input_shape: None,
+            steps: 25,
+            seed: 1,
+            min_t: 0,
+        }
+    }
+}
+
+/// `converter compare --per-tensor`: ε SQNR per timestep along one float trajectory,
+/// then the SQNR of every tensor (the artifact's quantization parameters applied to
+/// the graph lowered again from the ONNX model, written without arena reuse).
+///
+/// # Errors
+/// Load, lowering, runtime or tract failures.
+pub fn run_per_tensor(o: &PerTensorOptions) -> Result<()> {
+    let bytes = std::fs::read(&o.artifact)
+        .with_context(|| format!("cannot read {}", o.artifact.display()))?;
+    let model = Model::load(&bytes)
+        .map_err(|e| anyhow!("{}: not a valid artifact: {e}", o.artifact.display()))?;
+    let sched = Schedule { timesteps: model.timesteps() as usize, ..Schedule::default() };
+    // The float model and graph are rebuilt from the ONNX (no calibration needed).
+    let l = load::load(&o.model, o.input_shape)?;
+    let chw = l.image_chw;
+    let fm = FloatModel::new(&l.model, chw)?;
+    let s = Settings { trajectories: 1, timesteps: o.steps, seed: o.seed, ..Settings::default() };
+    let states: Vec<_> = calib::trajectories(&fm, chw, &sched, &s, false)?
+        .into_iter()
+        .filter(|s| s.t >= o.min_t)
+        .collect();
+    let r = eps_sqnr(&bytes, &states)?;
+    for (t, db) in &r {
+        println!("t={t:4} eps SQNR {db:6.2} dB");
+    }
+    let (med, worst) = median_worst(&r);
+    println!("median {med:.2} dB, worst {worst:.2} dB over {} timesteps", r.len());
+    let mut table = |outlets: &[tract_onnx::prelude::OutletId]| {
+        float::time_table(&l.model, chw, outlets, sched.timesteps)
+    };
+    let g = lower::lower(&l.model, sched.timesteps, &mut table)?.graph;
+    let q = artifact_qparams(&bytes, &g)?;
+    let (debug, _) = write::write_with(&g, &q, &sched, "{}", false)?;
+    let per = tensor_sqnr(&debug, &g, &states)?;
+    let producers = g.producers();
+    for (i, db) in per.iter().enumerate() {
+        let op = producers[i].map(|p| g.ops[p].kind.name()).unwrap_or("input");
+        println!("tensor {i:3} {op:16} {:40} {db:6.2} dB", g.tensors[i].name);
+    }
+    Ok(())
 }

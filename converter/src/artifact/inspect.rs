@@ -5,9 +5,9 @@ use ddpm_runtime::format::opcode;
 use ddpm_runtime::Model;
 use serde_json::{json, Value};
 
-use crate::compare::is_int16;
-use crate::plan;
-use crate::write::buffers;
+use crate::artifact::tensors::is_int16;
+use crate::artifact::write::buffers;
+use crate::quantize::plan;
 
 /// The report of one artifact, as JSON (the text form is rendered from it).
 ///

@@ -10,22 +10,47 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use crate::calib::{self, Method, Settings, State};
-use crate::cli_extra::Args;
-use crate::compare::{median_worst, sqnr_db};
-use crate::convert::Options;
-use crate::float::{self, FloatModel};
-use crate::interp;
-use crate::ir::{Graph, OpKind};
-use crate::quant::{self, QParams};
-use crate::{load, lower};
+use crate::artifact::convert::Options;
+use crate::evaluate::compare::{median_worst, sqnr_db};
+use crate::ingest::float::{self, FloatModel};
+use crate::ingest::ir::{Graph, OpKind};
+use crate::ingest::{load, lower};
+use crate::quantize::calib::{self, Method, Settings, State};
+use crate::quantize::interp;
+use crate::quantize::quant::{self, QParams};
 
-/// Usage of `converter sensitivity`.
-pub const USAGE: &str = "converter sensitivity MODEL.onnx [--calib-trajectories N (8)] \
-[--eval-trajectories N (2)] [--eval-timesteps N (100)] [--per-tensor] [--json]";
+/// `converter sensitivity` options.
+#[derive(Clone, Debug)]
+pub struct SensitivityOptions {
+    /// The float ONNX model.
+    pub model: PathBuf,
+    /// Calibration trajectories.
+    pub calib_trajectories: usize,
+    /// Evaluation trajectories (from a seed other than calibration's).
+    pub eval_trajectories: usize,
+    /// Timesteps per evaluation trajectory.
+    pub eval_timesteps: usize,
+    /// Also leave one tensor at a time in float and rank the gains.
+    pub per_tensor: bool,
+    /// Print JSON instead of text.
+    pub json: bool,
+}
+
+impl Default for SensitivityOptions {
+    fn default() -> Self {
+        SensitivityOptions {
+            model: PathBuf::new(),
+            calib_trajectories: 8,
+            eval_trajectories: 2,
+            eval_timesteps: 100,
+            per_tensor: false,
+            json: false,
+        }
+    }
+}
 
 /// Activation precision of one simulated tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,33 +133,18 @@ fn summary(r: &[(usize, f64)], timesteps: usize) -> Value {
 /// Runs the command.
 ///
 /// # Errors
-/// Bad flags, or a model that does not load, lower or run.
-pub fn run_sensitivity(args: &[String]) -> Result<()> {
-    let mut a = Args::new(args);
-    let (mut calib_traj, mut eval_traj, mut eval_steps) = (8usize, 2usize, 100usize);
-    let (mut per_tensor, mut as_json) = (false, false);
-    let mut model: Option<PathBuf> = None;
-    while let Some(f) = a.next() {
-        match f.as_str() {
-            "--calib-trajectories" => calib_traj = a.parse(&f)?,
-            "--eval-trajectories" => eval_traj = a.parse(&f)?,
-            "--eval-timesteps" => eval_steps = a.parse(&f)?,
-            "--per-tensor" => per_tensor = true,
-            "--json" => as_json = true,
-            "-h" | "--help" => bail!("{USAGE}"),
-            _ if f.starts_with('-') => bail!("unknown flag {f:?}; usage: {USAGE}"),
-            _ if model.is_none() => model = Some(PathBuf::from(f)),
-            _ => bail!("expected one MODEL.onnx; usage: {USAGE}"),
-        }
-    }
-    let model = model.ok_or_else(|| anyhow!("expected MODEL.onnx; usage: {USAGE}"))?;
+/// Bad options, or a model that does not load, lower or run.
+pub fn run_sensitivity(o: &SensitivityOptions) -> Result<()> {
+    let (calib_traj, eval_traj, eval_steps) =
+        (o.calib_trajectories, o.eval_trajectories, o.eval_timesteps);
+    let (per_tensor, as_json, model) = (o.per_tensor, o.json, &o.model);
     if calib_traj == 0 || eval_traj == 0 || eval_steps == 0 {
         bail!("trajectory and timestep counts must be at least 1");
     }
     let opts = Options::default();
     let sched = &opts.schedule;
     let tsteps = sched.timesteps;
-    let l = load::load(&model, None)?;
+    let l = load::load(model, None)?;
     let chw = l.image_chw;
     let mut table =
         |o: &[tract_onnx::prelude::OutletId]| float::time_table(&l.model, chw, o, tsteps);
@@ -164,7 +174,7 @@ pub fn run_sensitivity(args: &[String]) -> Result<()> {
     let fr = full_res.clone();
     // The tensors `converter quantize --activations mixed` makes int16 (the policy
     // without the parameter-fit check), with their symmetric min/max parameters.
-    let wide = crate::precision::int16_tensors(&graph, chw[1] * chw[2], &[]);
+    let wide = crate::quantize::precision::int16_tensors(&graph, chw[1] * chw[2], &[]);
     let q_mixed = quant::tensor_params_mixed(&graph, &stats, opts.calib.method, &wide);
     let wm = wide.clone();
     let configs: Vec<(Config, bool)> = vec![

@@ -1,7 +1,7 @@
 //! The lowered graph: the runtime's op set in float, NHWC, batch 1.
 //!
 //! Every tensor is a dense `h × w × c` buffer; ops run in list order. The float
-//! interpreter in [`crate::interp`] executes this IR and is checked against tract.
+//! interpreter in `quantize::interp` executes this IR and is checked against tract.
 
 /// A lowered tensor: a dense NHWC buffer.
 #[derive(Clone, Debug, PartialEq)]

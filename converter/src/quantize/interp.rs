@@ -7,7 +7,7 @@
 //! rather than the platform's; the only other functions used (`sqrt`, basic
 //! arithmetic) are exactly rounded by IEEE 754.
 
-use crate::ir::{Graph, OpKind};
+use crate::ingest::ir::{Graph, OpKind};
 
 /// Runs `g` on `input` (NHWC, the image) at network timestep `t`; returns every
 /// tensor's values, indexed by tensor id.
@@ -175,8 +175,8 @@ fn run_inner(
 #[allow(clippy::too_many_arguments)]
 fn conv2d(
     xi: &[f32],
-    xt: &crate::ir::Tensor,
-    o: &crate::ir::Tensor,
+    xt: &crate::ingest::ir::Tensor,
+    o: &crate::ingest::ir::Tensor,
     [kh, kw]: [usize; 2],
     stride: [usize; 2],
     pad: [usize; 4],

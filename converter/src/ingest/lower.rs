@@ -1,4 +1,4 @@
-//! Lowering tract's decluttered typed graph to the runtime op set ([`crate::ir`]).
+//! Lowering tract's decluttered typed graph to the runtime op set ([`crate::ingest::ir`]).
 //!
 //! Every tract outlet maps to a [`Val`]. Activations are views on NHWC tensors: a
 //! logical shape with per-axis element strides and an offset, so reshapes, axis moves
@@ -22,7 +22,7 @@ use tract_onnx::tract_core::ops::nn::{
     DataFormat, NearestUpsample, Reduce, Reducer, RmsNorm, Softmax,
 };
 
-use crate::ir::{Graph, LutFn, Op, OpKind, Strides};
+use crate::ingest::ir::{Graph, LutFn, Op, OpKind, Strides};
 
 /// A strided view on an IR tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -1230,7 +1230,7 @@ impl<'a> Ctx<'a> {
         out_shape: &[usize],
     ) -> Result<Val> {
         let (xt, yt) = (self.g.tensors[x.t].clone(), self.g.tensors[y.t].clone());
-        let vector = |v: &View, t: &crate::ir::Tensor| {
+        let vector = |v: &View, t: &crate::ingest::ir::Tensor| {
             t.h == 1 && t.w == 1 && v.off == 0 && v.numel() == t.c
         };
         // two convs over the same input, summed: one conv (tract splits convs over concats)
@@ -1337,7 +1337,7 @@ impl<'a> Ctx<'a> {
         // Keep referenced tensors only, renumbered in first-use order.
         let mut map = vec![usize::MAX; self.g.tensors.len()];
         let mut tensors = Vec::new();
-        let mut take = |t: usize, tensors: &mut Vec<crate::ir::Tensor>| {
+        let mut take = |t: usize, tensors: &mut Vec<crate::ingest::ir::Tensor>| {
             if map[t] == usize::MAX {
                 map[t] = tensors.len();
                 tensors.push(self.g.tensors[t].clone());

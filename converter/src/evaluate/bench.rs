@@ -16,14 +16,37 @@ use ddpm_runtime::format::opcode_name;
 use ddpm_runtime::{Hooks, Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
 use serde_json::json;
 
-use crate::cli_extra::Args;
-use crate::sample::{self, FloatSampler, FloatSchedule, Precision};
+use crate::evaluate::sample::{self, FloatSampler, FloatSchedule, Precision};
 
-/// Usage of `converter bench`.
-pub const BENCH_USAGE: &str = "usage: converter bench ARTIFACT [--model MODEL.onnx] [--json] \
-[--steps N] [--warmup K] [--no-weight-cache]
-defaults: --model models/mnist_unet.onnx, 20 timed steps per engine after 2 warm-up steps.
---no-weight-cache: the int8 sampler gets only Sampler::arena_bytes (no prepared-weights cache).";
+/// `converter bench` options.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The artifact.
+    pub artifact: PathBuf,
+    /// Float ONNX for tract; None: `models/mnist_unet.onnx`.
+    pub model: Option<PathBuf>,
+    /// Print JSON instead of text.
+    pub json: bool,
+    /// Timed steps per engine (at least 10).
+    pub steps: u32,
+    /// Warm-up steps before timing.
+    pub warmup: u32,
+    /// Give the int8 sampler the prepared-weights cache (`Sampler::arena_bytes_with_cache`).
+    pub weight_cache: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            artifact: PathBuf::new(),
+            model: None,
+            json: false,
+            steps: 20,
+            warmup: 2,
+            weight_cache: true,
+        }
+    }
+}
 
 /// A `/proc/self/status` field in kB, as bytes.
 fn proc_status_bytes(field: &str) -> Option<u64> {
@@ -72,31 +95,16 @@ fn median(v: &mut [f64]) -> f64 {
 /// `converter bench`.
 ///
 /// # Errors
-/// Bad arguments, load or run failures.
-pub fn run_bench(args: &[String]) -> Result<()> {
-    let mut a = Args::new(args);
-    let (mut artifact, mut model, mut json_out) = (None, None, false);
-    let (mut steps, mut warmup, mut cache) = (20u32, 2u32, true);
-    while let Some(f) = a.next() {
-        match f.as_str() {
-            "--model" => model = Some(PathBuf::from(a.value(&f)?)),
-            "--json" => json_out = true,
-            "--steps" => steps = a.parse(&f)?,
-            "--warmup" => warmup = a.parse(&f)?,
-            "--no-weight-cache" => cache = false,
-            "-h" | "--help" => bail!("{BENCH_USAGE}"),
-            _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{BENCH_USAGE}"),
-            _ if artifact.is_none() => artifact = Some(PathBuf::from(f)),
-            _ => bail!("unexpected argument {f:?}\n{BENCH_USAGE}"),
-        }
-    }
-    let artifact = artifact.ok_or_else(|| anyhow!("missing ARTIFACT\n{BENCH_USAGE}"))?;
-    let model = model.unwrap_or_else(|| sample::default_model_path("mnist_unet.onnx"));
+/// Bad options, load or run failures.
+pub fn run_bench(o: &BenchOptions) -> Result<()> {
+    let (artifact, json_out) = (&o.artifact, o.json);
+    let (steps, warmup, cache) = (o.steps, o.warmup, o.weight_cache);
+    let model = o.model.clone().unwrap_or_else(|| sample::default_model_path("mnist_unet.onnx"));
     if steps < 10 {
         bail!("--steps must be at least 10 (the median of fewer steps is noise)");
     }
     let bytes =
-        std::fs::read(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
+        std::fs::read(artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
     let m = Model::load(&bytes).map_err(|e| anyhow!("artifact rejected: {e}"))?;
     let total = steps + warmup;
     if total > m.timesteps() {

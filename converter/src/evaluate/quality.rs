@@ -19,8 +19,9 @@ use ddpm_runtime::{Mode, Model, NoHooks, Sampler, SamplerConfig};
 use serde_json::json;
 use tract_onnx::prelude::*;
 
-use crate::cli_extra::Args;
-use crate::sample::{self, FloatSampler, FloatSchedule, Precision};
+use crate::artifact::tensors::{eps_to_f64, is_artifact, to_state};
+use crate::evaluate::png_out;
+use crate::evaluate::sample::{self, FloatSampler, FloatSchedule, Precision};
 
 /// SQNR in dB from the signal energy Σε_f² and the error energy Σ(ε_f − ε_q)²
 /// (∞ when the error is zero). Energies, not slices, so several trajectories can be
@@ -300,74 +301,42 @@ pub struct CompareOpts {
     pub progress: bool,
 }
 
-/// Usage of `converter compare`.
-pub const COMPARE_USAGE: &str = "usage: converter compare MODEL.onnx ARTIFACT [--json] \
-[--plot sqnr.png] [-n N] [--mode ddpm|ddim] [--steps N] [--eta E] [--sigma beta|beta-tilde|zero] \
-[--clip-x0] [--seed S] [--sqnr-steps N] [--sqnr-trajectories K] [--classifier CLF.onnx] \
-[--heldout heldout.bin] [--quiet]
-defaults: -n 256, ddim 20 steps, eta 0, seed 0; SQNR along 2 float DDIM trajectories of 100 steps;
-classifier and held-out digits from models/.";
-
-/// Parses `converter compare` arguments.
-///
-/// # Errors
-/// Unknown flags or bad values.
-pub fn parse_compare(args: &[String]) -> Result<CompareOpts> {
-    let mut a = Args::new(args);
-    let mut pos = Vec::new();
-    let mut cfg = sample::default_cfg();
-    let (mut steps, mut eta) = (20u32, 0f64);
-    let mut o = CompareOpts {
-        model: PathBuf::new(),
-        artifact: PathBuf::new(),
-        json: false,
-        plot: None,
-        n: 256,
-        cfg,
-        sqnr_steps: 100,
-        sqnr_trajectories: 2,
-        classifier: sample::default_model_path("mnist_classifier.onnx"),
-        heldout: sample::default_model_path("heldout.bin"),
-        progress: true,
-    };
-    while let Some(f) = a.next() {
-        if sample::parse_sampler_flag(&mut cfg, &mut steps, &mut eta, &f, &mut a)? {
-            continue;
-        }
-        match f.as_str() {
-            "--json" => o.json = true,
-            "--plot" => o.plot = Some(PathBuf::from(a.value(&f)?)),
-            "-n" => o.n = a.parse(&f)?,
-            "--sqnr-steps" => o.sqnr_steps = a.parse(&f)?,
-            "--sqnr-trajectories" => o.sqnr_trajectories = a.parse(&f)?,
-            "--classifier" => o.classifier = PathBuf::from(a.value(&f)?),
-            "--heldout" => o.heldout = PathBuf::from(a.value(&f)?),
-            "--quiet" | "-q" => o.progress = false,
-            "-h" | "--help" => bail!("{COMPARE_USAGE}"),
-            _ if f.starts_with('-') => bail!("unknown flag {f:?}\n{COMPARE_USAGE}"),
-            _ => pos.push(PathBuf::from(f)),
+impl Default for CompareOpts {
+    /// −n 256, DDIM 20 steps, η 0, seed 0; SQNR along 2 float DDIM trajectories of
+    /// 100 steps; classifier and held-out digits from `models/`.
+    fn default() -> Self {
+        let mut cfg = sample::default_cfg();
+        sample::finish_cfg(&mut cfg, 20, 0.0);
+        CompareOpts {
+            model: PathBuf::new(),
+            artifact: PathBuf::new(),
+            json: false,
+            plot: None,
+            n: 256,
+            cfg,
+            sqnr_steps: 100,
+            sqnr_trajectories: 2,
+            classifier: sample::default_model_path("mnist_classifier.onnx"),
+            heldout: sample::default_model_path("heldout.bin"),
+            progress: true,
         }
     }
-    sample::finish_cfg(&mut cfg, steps, eta);
-    o.cfg = cfg;
-    let [model, artifact]: [PathBuf; 2] =
-        pos.try_into().map_err(|_| anyhow!("expected MODEL.onnx and ARTIFACT\n{COMPARE_USAGE}"))?;
-    // Either order: the artifact is recognised by its magic bytes.
+}
+
+/// `(model, artifact)` from two paths given in either order: the artifact is
+/// recognised by its magic bytes.
+pub fn model_and_artifact(a: PathBuf, b: PathBuf) -> (PathBuf, PathBuf) {
     let looks_artifact = |p: &Path| {
         let mut m = [0u8; 8];
         std::fs::File::open(p)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut m))
-            .is_ok_and(|_| sample::is_artifact(&m))
+            .is_ok_and(|_| is_artifact(&m))
     };
-    (o.model, o.artifact) = if looks_artifact(&model) && !looks_artifact(&artifact) {
-        (artifact, model)
+    if looks_artifact(&a) && !looks_artifact(&b) {
+        (b, a)
     } else {
-        (model, artifact)
-    };
-    if o.n < 2 || o.sqnr_trajectories == 0 || o.sqnr_steps == 0 {
-        bail!("-n must be at least 2, --sqnr-steps and --sqnr-trajectories at least 1");
+        (a, b)
     }
-    Ok(o)
 }
 
 /// Everything `compare` measured.
@@ -434,6 +403,9 @@ impl Report {
 /// # Errors
 /// Load, runtime or tract failures.
 pub fn compare(o: &CompareOpts) -> Result<Report> {
+    if o.n < 2 || o.sqnr_trajectories == 0 || o.sqnr_steps == 0 {
+        bail!("-n must be at least 2, --sqnr-steps and --sqnr-trajectories at least 1");
+    }
     let bytes = std::fs::read(&o.artifact)
         .with_context(|| format!("cannot read {}", o.artifact.display()))?;
     let m = Model::load(&bytes).map_err(|e| anyhow!("artifact rejected: {e}"))?;
@@ -459,10 +431,10 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
         let mut fs = FloatSampler::new(&fm, &sched, chw, cfg)?;
         let mut j = 0;
         while let Some(t) = fs.next_timestep() {
-            let st: Vec<i32> = fs.state().iter().map(|&x| sample::to_state(x, f)).collect();
+            let st: Vec<i32> = fs.state().iter().map(|&x| to_state(x, f)).collect();
             q.set_state(&st).map_err(|e| anyhow!("{e}"))?;
             let eq = q.predict_eps(t as u32, &mut NoHooks).map_err(|e| anyhow!("{e}"))?;
-            let eq = sample::eps_to_f64(&m, eq)?;
+            let eq = eps_to_f64(&m, eq)?;
             let (_, ef) = fs.step()?.ok_or_else(|| anyhow!("float sampler ended early"))?;
             let sig: f64 = ef.iter().map(|v| v * v).sum();
             let err: f64 = ef.iter().zip(&eq).map(|(a, b)| (a - b) * (a - b)).sum();
@@ -525,14 +497,13 @@ pub fn compare(o: &CompareOpts) -> Result<Report> {
 ///
 /// # Errors
 /// As [`compare`]; plot write failures.
-pub fn run_compare(args: &[String]) -> Result<()> {
-    let o = parse_compare(args)?;
-    let r = compare(&o)?;
+pub fn run_compare(o: &CompareOpts) -> Result<()> {
+    let r = compare(o)?;
     if let Some(p) = &o.plot {
-        crate::png_out::sqnr_plot(p, &r.eps_sqnr, "eps SQNR int8 vs float (dB)", "timestep t")?;
+        png_out::sqnr_plot(p, &r.eps_sqnr, "eps SQNR int8 vs float (dB)", "timestep t")?;
         eprintln!("wrote {}", p.display());
     }
-    let j = r.to_json(&o);
+    let j = r.to_json(o);
     if o.json {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());

@@ -4,10 +4,10 @@ use anyhow::{ensure, Result};
 use ddpm_runtime::format::scratch_bytes;
 use ddpm_runtime::format::writer::{ArtifactBuilder, ModelDesc, OpDesc, ScheduleDesc, TensorDesc};
 
-use crate::ir::Graph;
-use crate::plan::{self, Buffer, Plan};
-use crate::quant::{self, Blob, Param, QParams};
-use crate::schedule::{self, Schedule};
+use crate::ingest::ir::Graph;
+use crate::quantize::plan::{self, Buffer, Plan};
+use crate::quantize::quant::{self, Blob, Param, QParams};
+use crate::quantize::schedule::{self, Schedule};
 
 /// Fractional bits of the sampler state.
 pub const STATE_FRAC_BITS: u32 = 24;

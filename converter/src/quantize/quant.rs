@@ -4,8 +4,8 @@
 use anyhow::{bail, ensure, Result};
 use ddpm_runtime::format::{opcode, quantize_multiplier, CONV_I16_MAX_K, LUT16_ENTRIES};
 
-use crate::calib::{Method, TensorStats};
-use crate::ir::{Graph, Op, OpKind};
+use crate::ingest::ir::{Graph, Op, OpKind};
+use crate::quantize::calib::{Method, TensorStats};
 
 /// Affine quantization of one tensor: `real = scale · (q − zero_point)`, with `q`
 /// an int8 (`bits` 8) or an int16 (`bits` 16, symmetric: zero point 0).
@@ -506,7 +506,7 @@ mod tests {
     fn lut16_table_interpolates_the_function() {
         let q16 = QParams::from_range_i16(-8.0, 8.0);
         let qo = QParams::from_range_i16(-0.3, 8.0);
-        let e = encode(&op(OpKind::Lut(crate::ir::LutFn::Silu), 1), &[q16, qo]).unwrap();
+        let e = encode(&op(OpKind::Lut(crate::ingest::ir::LutFn::Silu), 1), &[q16, qo]).unwrap();
         assert_eq!(e.opcode, opcode::LUT16);
         let Param::Blob(Blob::I16(t)) = &e.params[0] else { panic!("no table") };
         assert_eq!(t.len(), LUT16_ENTRIES);
@@ -518,14 +518,14 @@ mod tests {
         let u = (q + 32768) as usize;
         let (i, f) = (u >> 7, (u & 127) as i32);
         let y = t[i] as i32 + (((t[i + 1] as i32 - t[i] as i32) * f + 64) >> 7);
-        let want = crate::ir::LutFn::Silu.eval(q16.dequantize(q));
+        let want = crate::ingest::ir::LutFn::Silu.eval(q16.dequantize(q));
         assert!((qo.dequantize(y) - want).abs() < 2e-3, "{} vs {want}", qo.dequantize(y));
         // int8 → int8 keeps the 256-entry table.
         let q8 = QParams::from_range(-8.0, 8.0);
-        let e = encode(&op(OpKind::Lut(crate::ir::LutFn::Silu), 1), &[q8, q8]).unwrap();
+        let e = encode(&op(OpKind::Lut(crate::ingest::ir::LutFn::Silu), 1), &[q8, q8]).unwrap();
         assert_eq!(e.opcode, opcode::LUT);
         // A LUT may not change the element type.
-        assert!(encode(&op(OpKind::Lut(crate::ir::LutFn::Silu), 1), &[q16, q8]).is_err());
+        assert!(encode(&op(OpKind::Lut(crate::ingest::ir::LutFn::Silu), 1), &[q16, q8]).is_err());
     }
 
     #[test]
