@@ -1,5 +1,5 @@
 //! GROUP_NORM for the mixed-precision path (int8 or int16 input and output),
-//! bit-exact with [`super::wide::group_norm`] without its per-element i128
+//! bit-exact with [`super::group_norm_mixed_reference`] without its per-element i128
 //! multiply.
 //!
 //! Per group, `P(v) = (n·v − S1)·R = P0 + v·(n·R)` with `P0 = −S1·R` is linear in
@@ -10,11 +10,11 @@
 //! every term is exact in i64 when `|v| < 2^16`, `|a0| < 2^60` and `sa < 2^44`
 //! (checked per group; other groups take the i128 formula as written). Rounding
 //! half away from zero is `a + [b > 2^45 or (b = 2^45 and a ≥ 0)]`, as
-//! `group_norm.rs`'s `z_steps`.
+//! [`super::group_norm`]'s `z_steps`.
 
-use super::group_norm::group_scale;
-use super::wide::Elem;
-use super::{le_i32, Rq};
+use super::reference::group_norm_mixed_reference;
+use super::scale::group_scale;
+use crate::ops::numerics::{le_i32, Elem, Rq};
 
 /// Exact `round_half_away(P / 2^46)` clamped to i32, for `P = P0 + v·step`.
 #[derive(Clone, Copy, Debug)]
@@ -65,9 +65,9 @@ impl ZLine {
 }
 
 /// GROUP_NORM with input `X` and output `Y` (same contract and results as
-/// [`super::wide::group_norm`]).
+/// [`super::group_norm_mixed_reference`]).
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm<X: Elem, Y: Elem>(
+pub fn group_norm_mixed<X: Elem, Y: Elem>(
     x: &[u8],
     c: usize,
     y: &mut [u8],
@@ -80,7 +80,7 @@ pub fn group_norm<X: Elem, Y: Elem>(
     bias: &[u8],
 ) {
     if c == 0 || groups == 0 || !(-128..=127).contains(&in_zp) {
-        return super::wide::group_norm::<X, Y>(
+        return group_norm_mixed_reference::<X, Y>(
             x, c, y, groups, in_zp, out_zp, eps_q32, mult, shift, bias,
         );
     }
@@ -211,7 +211,7 @@ fn channel_major_fix<X: Elem, Y: Elem>(
 #[cfg(ddpm_dsp)]
 mod dsp {
     use super::{exact_z, Chan, Elem};
-    use crate::ops::im2col::OutRq;
+    use crate::ops::numerics::OutRq;
 
     /// Pass 1 for int16 input: each group's `Σ(x − in_zp)` and `Σ(x − in_zp)²`
     /// over its `cg` channels of `pixels` pixels go to `s1[g·cg]` and `s2[g·cg]`
@@ -1120,8 +1120,8 @@ unsafe fn f64_out_avx2<X: Elem, Y: Elem>(
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
-    use crate::ops::wide::{self, E16, E8};
+    use crate::ops::numerics::testutil::*;
+    use crate::ops::numerics::{E16, E8};
 
     #[test]
     fn zline_matches_i128() {
@@ -1258,8 +1258,8 @@ mod tests {
     ) {
         let mut want = vec![0u8; ylen];
         let mut got = vec![0u8; ylen];
-        wide::group_norm::<X, Y>(x, c, &mut want, groups, zp.0, zp.1, eps, m, s, b);
-        group_norm::<X, Y>(x, c, &mut got, groups, zp.0, zp.1, eps, m, s, b);
+        group_norm_mixed_reference::<X, Y>(x, c, &mut want, groups, zp.0, zp.1, eps, m, s, b);
+        group_norm_mixed::<X, Y>(x, c, &mut got, groups, zp.0, zp.1, eps, m, s, b);
         assert_eq!(got, want);
     }
 
@@ -1294,13 +1294,13 @@ mod tests {
             );
             let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
             let mut got = vec![0u8; x.len()];
-            group_norm::<E8, E8>(&xb, c, &mut got, groups, in_zp, out_zp, eps, &m, &s, &b);
+            group_norm_mixed::<E8, E8>(&xb, c, &mut got, groups, in_zp, out_zp, eps, &m, &s, &b);
             let got: Vec<i8> = got.iter().map(|&v| v as i8).collect();
             assert_eq!(got, want, "case {case}");
         }
     }
 
-    /// Against `wide::group_norm`, bit for bit: every type combination, random
+    /// Against `group_norm_mixed_reference`, bit for bit: every type combination, random
     /// shapes and group counts, constant groups, extreme values, eps, γ < 0.
     #[test]
     fn matches_wide_group_norm() {
@@ -1431,7 +1431,7 @@ mod tests {
 
     /// Group norms like a trained model's (the shapes and channel counts of the
     /// shipped UNet, wide activation spreads, ordinary multipliers) against
-    /// `wide::group_norm`, bit for bit; on AVX2 hosts nearly every pixel must
+    /// `group_norm_mixed_reference`, bit for bit; on AVX2 hosts nearly every pixel must
     /// take the f64 output pass.
     #[test]
     fn model_like_group_norms_match() {

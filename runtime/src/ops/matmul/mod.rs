@@ -4,8 +4,8 @@
 //! tensor (strides in elements). The loader checked that the largest such address
 //! of every operand is in bounds.
 
-use super::dot::dot_i8;
-use super::{mbqm, sat8, Rq};
+use crate::ops::numerics::dot::dot_i8;
+use crate::ops::numerics::{mbqm, sat8, Rq};
 
 /// Parameters of MATMUL (FORMAT.md order).
 #[derive(Clone, Copy, Debug)]
@@ -264,13 +264,13 @@ fn matmul_rows_body(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
 /// inlined (see [`matmul_rows`]).
 #[inline(never)]
 pub fn matmul_columns(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) -> bool {
-    use super::im2col::{RowColumns, KB, KC, PIX};
+    use crate::ops::numerics::columns::{RowColumns, KB, KC, PIX};
     let (k, n) = (p.k, p.n);
     let kp = k.div_ceil(KB) * KB;
     if k == 0 || k > KC || n > N_MAX || n * kp > B_BUF {
         return false;
     }
-    let rq = super::im2col::OutRq::new(p.mult, p.shift);
+    let rq = crate::ops::numerics::OutRq::new(p.mult, p.shift);
     let mut bt_buf = [0i8; B_BUF];
     let mut cols = RowColumns::new();
     let kzz = (k as i32).wrapping_mul(p.a_zp).wrapping_mul(p.b_zp);
@@ -348,7 +348,7 @@ pub fn matmul_reference(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
 
     #[test]
     fn matmul_transposed_b_matches_f64() {
@@ -401,7 +401,7 @@ mod tests {
             assert_eq!(y2, y_ref, "fast, b strided in k");
             // The column kernel (on the host with its portable loop).
             // (It declines b's columns beyond its stack buffer.)
-            use crate::ops::im2col::{KB, KC};
+            use crate::ops::numerics::columns::{KB, KC};
             let fits = k <= KC && n * k.div_ceil(KB) * KB <= B_BUF;
             for (pp, bv) in [(&p, &b), (&p2, &bt)] {
                 let mut y3 = vec![0i8; batch * m * n];

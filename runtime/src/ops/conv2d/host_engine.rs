@@ -1,6 +1,6 @@
-//! The CONV2D engine of 64-bit hosts (`cfg(ddpm_wide)`: x86_64, aarch64), shared by
-//! the int8-input ([`super::im2col::conv2d_im2col_wide`]) and int16-input
-//! ([`super::conv16::conv2d_i16`]) convolutions, whatever their output type.
+//! The CONV2D column engine of 64-bit hosts (`cfg(ddpm_wide)`: x86_64, aarch64),
+//! shared by the int8-input ([`super::host::conv2d_im2col_wide`]) and int16-input
+//! ([`super::host::conv_i16`]) convolutions, whatever their output type.
 //!
 //! Per [`WPIX`] output pixels the caller's `fill` writes each pixel's window chunk
 //! (`x − in_zp`, padding 0) as a contiguous i16 column; every output channel's
@@ -21,8 +21,7 @@
 //! per-channel constants, and `BLOCK·KC` bytes of repacked weights (about
 //! 25 KiB).
 
-use super::im2col::OutRq;
-use super::le_i32;
+use crate::ops::numerics::{le_i32, OutRq};
 
 /// Output pixels per column group.
 pub const WPIX: usize = 4;
@@ -699,7 +698,7 @@ unsafe fn dot2_avx2(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testutil::Rng;
+    use crate::ops::numerics::testutil::Rng;
 
     /// Under a harness that knows the CPU (`tests/tests/aarch64.rs` runs these
     /// tests in `qemu-aarch64` as a Cortex-A76 and as a Cortex-A72 and sets
