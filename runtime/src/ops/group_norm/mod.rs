@@ -17,9 +17,9 @@
 //!
 //! Kernels: [`group_norm`] (int8; the histogram kernel on 32-bit targets, the
 //! pixel-major kernel of [`fast`] on 64-bit hosts), [`group_norm_mixed`] (int8 or
-//! int16 input and output, [`fast`]: portable exact fixed point, with an
-//! Armv7E-M assembly channel loop and, on x86_64 with AVX2, vector sums and an
-//! f64 output pass), and the plain definitions in [`reference`]. [`scale`] holds
+//! int16 input and output, [`fast`]: portable exact fixed point, with the
+//! Armv7E-M assembly channel loops in `armv7em.rs` and, on x86_64 with AVX2,
+//! vector sums and an f64 output pass), and the plain definitions in [`reference`]. [`scale`] holds
 //! the per-group scale's integer arithmetic.
 
 pub mod fast;
