@@ -1,6 +1,9 @@
 //! CONCAT along channels. Each input is requantized into the output:
 //! `y = out_zp + MBQM(q − in_zp, mult, shift)`, or copied as `q − in_zp + out_zp`
 //! when `mult == 0` (equal scales).
+//!
+//! [`concat_one`] (int8) and [`concat_one_mixed`] (any int8/int16 pair): portable,
+//! every target; the staged loop on eight lanes with AVX2 on x86_64 hosts (`std`).
 
 use crate::ops::numerics::stage::{add_stage, add_stage_apply};
 #[cfg(all(feature = "std", target_arch = "x86_64"))]

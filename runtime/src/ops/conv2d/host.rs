@@ -1,6 +1,6 @@
 //! CONV2D on 64-bit hosts (x86_64, aarch64; `cfg(ddpm_wide)`): the entry points
 //! that pick, per layer, among the AVX2 kernels of x86_64 with the `std` feature
-//! ([`super::direct_avx2`], [`super::winograd_avx2`], a one-channel dot-product
+//! (`direct_avx2.rs`, `winograd_avx2.rs`, a one-channel dot-product
 //! kernel) and the column engine [`super::host_engine`] (AVX2, NEON/SDOT, or
 //! plain widening products). Int8 input: [`conv2d_im2col_wide`],
 //! [`conv2d_im2col_wide_to`]; int16 input: [`conv_i16`]. Every kernel gives the
@@ -23,7 +23,7 @@ pub fn applicable_wide(ic: usize, out_pixels: usize, p: &Conv2dParams) -> bool {
     out_pixels >= 1 && ksz >= 8 && (-128..=127).contains(&p.in_zp) && ksz <= 32768
 }
 
-/// [`conv2d_im2col`] for 64-bit hosts (x86_64, aarch64): the host engine
+/// [`super::armv7em::conv2d_im2col`] for 64-bit hosts (x86_64, aarch64): the host engine
 /// [`super::host_engine`] (contiguous i16 columns `x − in_zp`, widening dot products;
 /// AVX2 chosen at run time with the `std` feature on x86_64, NEON on aarch64).
 /// Same sums, same bits.

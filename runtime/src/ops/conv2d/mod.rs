@@ -17,7 +17,7 @@
 //!   [`armv7em_i16`]: int16 input, the same way. Both compile everywhere (their
 //!   inner loops in plain Rust off Armv7E-M), so hosts test them.
 //! - [`host`]: the 64-bit host entry (x86_64, aarch64: `cfg(ddpm_wide)`),
-//!   choosing among [`direct_avx2`], [`winograd_avx2`] (x86_64 with AVX2, the
+//!   choosing among `direct_avx2.rs`, `winograd_avx2.rs` (x86_64 with AVX2, the
 //!   `std` feature) and [`host_engine`] (the column engine: AVX2, NEON/SDOT, or
 //!   what LLVM vectorizes).
 //! - [`window`]: the window gathers the M4 and host kernels share.

@@ -19,7 +19,7 @@
 //! pixel-major kernel of [`fast`] on 64-bit hosts), [`group_norm_mixed`] (int8 or
 //! int16 input and output, [`fast`]: portable exact fixed point, with the
 //! Armv7E-M assembly channel loops in `armv7em.rs` and, on x86_64 with AVX2,
-//! vector sums and an f64 output pass), and the plain definitions in [`reference`]. [`scale`] holds
+//! vector sums and an f64 output pass), and the plain definitions in [`reference`](mod@reference). [`scale`] holds
 //! the per-group scale's integer arithmetic.
 
 pub mod fast;

@@ -6,11 +6,11 @@
 use super::{MatmulParams, B_BUF, N_MAX};
 use crate::ops::numerics::sat8;
 
-/// [`matmul`] through the im2col column kernel (five rows of `a` against each
+/// [`super::matmul`] through the im2col column kernel (five rows of `a` against each
 /// column of `b`, `SMLAD` on Armv7E-M), for `k ≤ KC` and `b`'s columns fitting
 /// the stack buffer zero-padded to a multiple of 16; returns false (doing
-/// nothing) otherwise. Same zero-point algebra as [`matmul`], same bits. Not
-/// inlined (see [`matmul_rows`]).
+/// nothing) otherwise. Same zero-point algebra as [`super::matmul`], same bits.
+/// Not inlined (see `matmul_rows`).
 #[inline(never)]
 pub fn matmul_columns(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) -> bool {
     use crate::ops::numerics::columns::{RowColumns, KB, KC, PIX};

@@ -3,6 +3,10 @@
 //! Element `(b, i, j)` of an operand lives at `b·sb + i·s_first + j·s_second` of its
 //! tensor (strides in elements). The loader checked that the largest such address
 //! of every operand is in bounds.
+//!
+//! [`matmul`] picks the kernel: [`armv7em::matmul_columns`] (the `SMLAD` column
+//! kernel) on Cortex-M4/M7, the AVX2 kernels of `x86_avx2.rs` on x86_64 hosts
+//! (`std`), else `dot_i8` rows; [`matmul_reference`] is the plain definition.
 
 use crate::ops::numerics::dot::dot_i8;
 use crate::ops::numerics::{mbqm, sat8, Rq};

@@ -1,4 +1,5 @@
 //! MUL: `y = clamp(out_zp + MBQM((a − a_zp)(b − b_zp), mult, shift), act)`.
+//! Portable, every target.
 
 use crate::ops::numerics::{mbqm, sat8, zip_broadcast};
 

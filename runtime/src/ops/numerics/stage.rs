@@ -11,7 +11,7 @@ use super::out_rq::OutRq;
 /// khi, e1, c, sh)` with `stage(x) = ((x << sh)·m + (khi:klo) − [x < 0]·c) >> 32
 /// >> e1` (64-bit, arithmetic shifts), which is `zp + mbqm(x << ls, mult, shift)`:
 ///
-/// - a right shift (`shift < 0`): [`OutRq`](OutRq)'s 64-bit form,
+/// - a right shift (`shift < 0`): [`OutRq`]'s 64-bit form,
 ///   `c = 2^31`, `sh = ls`, and `zp·2^e1` added to the high word (exact while it
 ///   cannot wrap: the high word lies within `±(2^30 + 2^29 + 1)`);
 /// - no shift (`shift = 0`, `input`: `|x| ≤ 2^15` before the shift by

@@ -1,4 +1,7 @@
 //! REQUANT: `y = clamp(out_zp + MBQM(q − in_zp, mult, shift), −128, 127)`.
+//!
+//! [`requant`] (int8) and [`requant_mixed`] (any int8/int16 pair, clamped to the
+//! output type): portable, every target.
 
 use crate::ops::numerics::{mbqm, sat8, Elem};
 

@@ -3,6 +3,8 @@
 //! `d = max − q` (0..=255), `e = exp_table[d]` (u32, `round(exp(−s_in·d)·2^16)`),
 //! `S = Σe` (u64), `y = clamp(⌊(e·256 + S/2) / S⌋ − 128, −128, 127)`:
 //! output scale 1/256, zero point −128. A row with `S = 0` gives −128.
+//!
+//! Portable, every target.
 
 use crate::ops::numerics::le_u32;
 
