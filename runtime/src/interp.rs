@@ -3,11 +3,8 @@
 use crate::error::Error;
 use crate::format::opcode;
 use crate::model::{Model, Op};
-use crate::ops::numerics::{as_i8, as_i8_mut};
-use crate::ops::{
-    self,
-    numerics::{E16, E8},
-};
+use crate::ops;
+use crate::ops::numerics::{as_i8, as_i8_mut, E16, E8};
 
 /// Progress and timing callbacks; every method defaults to doing nothing.
 ///
@@ -221,34 +218,13 @@ impl<'a> Model<'a> {
         let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
         let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
         let (xs, ys, pre) = (shape(&xi), shape(&y), Some((pre, cache.primed)));
+        use ops::conv2d::winograd_avx2::run_avx2;
         // SAFETY: `winograd_words` is Some only when the CPU has AVX2.
         unsafe {
             if y.int16 {
-                ops::conv2d::winograd_avx2::run_avx2::<E16>(
-                    as_i8(x),
-                    xs,
-                    ys,
-                    &cp,
-                    wt,
-                    bias,
-                    mult,
-                    shift,
-                    yb,
-                    pre,
-                )
+                run_avx2::<E16>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
             } else {
-                ops::conv2d::winograd_avx2::run_avx2::<E8>(
-                    as_i8(x),
-                    xs,
-                    ys,
-                    &cp,
-                    wt,
-                    bias,
-                    mult,
-                    shift,
-                    yb,
-                    pre,
-                )
+                run_avx2::<E8>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
             }
         };
         Ok(true)
