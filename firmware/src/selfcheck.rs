@@ -1,12 +1,14 @@
 //! Kernel self-check (feature `selfcheck`): on the target itself, the kernels the
 //! runtime picks for it (on thumbv7em the `SMLAD` conv columns, the block
-//! requantization loop, the group-norm and int16 ADD assembly loops) against the portable
-//! kernels of `ops::wide`, bit for bit, on random shapes, values and
+//! requantization loop, the group-norm and int16 ADD assembly loops) against the
+//! portable kernels (`conv2d_mixed`, `group_norm_mixed_reference`,
+//! `add_mixed_portable`), bit for bit, on random shapes, values and
 //! requantization parameters. The buffers are one static block (no allocation).
 
-use ddpm_runtime::ops::conv2d::{self, Conv2dParams};
-use ddpm_runtime::ops::wide::{self, E16, E8};
-use ddpm_runtime::ops::{as_i8, as_i8_mut, conv16, conv16_gn, im2col};
+use ddpm_runtime::ops::add::{add_mixed, add_mixed_portable, AddParams};
+use ddpm_runtime::ops::conv2d::{self, armv7em, conv2d_i16, conv2d_mixed, Conv2dParams};
+use ddpm_runtime::ops::group_norm::{group_norm_mixed, group_norm_mixed_reference};
+use ddpm_runtime::ops::numerics::{as_i8, as_i8_mut, E16, E8};
 use ddpm_runtime::quantize_multiplier;
 
 /// Bytes of each of the four work buffers (input, weights, two outputs).
@@ -98,7 +100,7 @@ pub fn run(buf: &mut [u8; NEED], cases: u32, seed: u64) -> Result<u32, Mismatch>
             let (bm, bsh) = quantize_multiplier(real(&mut r, 0.01));
             let (om, osh) = quantize_multiplier(real(&mut r, 0.05));
             let y16 = r.next() % 2 == 0;
-            let p = wide::AddParams {
+            let p = AddParams {
                 a_zp: 0,
                 b_zp: if bc { r.range(-128, 127) } else { 0 },
                 out_zp: if y16 { 0 } else { r.range(-128, 127) },
@@ -116,20 +118,20 @@ pub fn run(buf: &mut [u8; NEED], cases: u32, seed: u64) -> Result<u32, Mismatch>
             let (ya, yb) = (&mut y1[..ob], &mut y2[..ob]);
             match (bc, y16) {
                 (false, true) => {
-                    wide::add::<E16, E16, E16>(a, b, ya, c, false, &p);
-                    wide::add_portable::<E16, E16, E16>(a, b, yb, c, false, &p);
+                    add_mixed::<E16, E16, E16>(a, b, ya, c, false, &p);
+                    add_mixed_portable::<E16, E16, E16>(a, b, yb, c, false, &p);
                 }
                 (false, false) => {
-                    wide::add::<E16, E16, E8>(a, b, ya, c, false, &p);
-                    wide::add_portable::<E16, E16, E8>(a, b, yb, c, false, &p);
+                    add_mixed::<E16, E16, E8>(a, b, ya, c, false, &p);
+                    add_mixed_portable::<E16, E16, E8>(a, b, yb, c, false, &p);
                 }
                 (true, true) => {
-                    wide::add::<E16, E8, E16>(a, b, ya, c, true, &p);
-                    wide::add_portable::<E16, E8, E16>(a, b, yb, c, true, &p);
+                    add_mixed::<E16, E8, E16>(a, b, ya, c, true, &p);
+                    add_mixed_portable::<E16, E8, E16>(a, b, yb, c, true, &p);
                 }
                 (true, false) => {
-                    wide::add::<E16, E8, E8>(a, b, ya, c, true, &p);
-                    wide::add_portable::<E16, E8, E8>(a, b, yb, c, true, &p);
+                    add_mixed::<E16, E8, E8>(a, b, ya, c, true, &p);
+                    add_mixed_portable::<E16, E8, E8>(a, b, yb, c, true, &p);
                 }
             }
             if ya != yb {
@@ -158,11 +160,15 @@ pub fn run(buf: &mut [u8; NEED], cases: u32, seed: u64) -> Result<u32, Mismatch>
             let (out_zp, ob) = if y16 { (0, 2 * n) } else { (r.range(-128, 127), n) };
             let (a, bb) = (&mut y1[..ob], &mut y2[..ob]);
             if y16 {
-                conv16_gn::group_norm::<E16, E16>(xs, c, a, groups, in_zp, out_zp, eps, m, s, b);
-                wide::group_norm::<E16, E16>(xs, c, bb, groups, in_zp, out_zp, eps, m, s, b);
+                group_norm_mixed::<E16, E16>(xs, c, a, groups, in_zp, out_zp, eps, m, s, b);
+                group_norm_mixed_reference::<E16, E16>(
+                    xs, c, bb, groups, in_zp, out_zp, eps, m, s, b,
+                );
             } else {
-                conv16_gn::group_norm::<E16, E8>(xs, c, a, groups, in_zp, out_zp, eps, m, s, b);
-                wide::group_norm::<E16, E8>(xs, c, bb, groups, in_zp, out_zp, eps, m, s, b);
+                group_norm_mixed::<E16, E8>(xs, c, a, groups, in_zp, out_zp, eps, m, s, b);
+                group_norm_mixed_reference::<E16, E8>(
+                    xs, c, bb, groups, in_zp, out_zp, eps, m, s, b,
+                );
             }
             if a != bb {
                 return Err(Mismatch { kernel: "group_norm (int16 input)", case });
@@ -220,25 +226,25 @@ pub fn run(buf: &mut [u8; NEED], cases: u32, seed: u64) -> Result<u32, Mismatch>
         let kernel = match (kind, y16) {
             (0, _) => {
                 conv2d::conv2d(as_i8(xs), ish, as_i8_mut(a), osh, &p, ws, b, m, s, &mut []);
-                wide::conv2d::<E8, E8>(xs, ish, bb, osh, &p, ws, b, m, s);
+                conv2d_mixed::<E8, E8>(xs, ish, bb, osh, &p, ws, b, m, s);
                 "conv2d int8 -> int8"
             }
             (1, _) => {
-                if !im2col::applicable(ic, oh * ow, &p) {
+                if !armv7em::applicable(ic, oh * ow, &p) {
                     continue;
                 }
-                im2col::conv2d_im2col_to::<E16>(as_i8(xs), ish, a, osh, &p, ws, b, m, s);
-                wide::conv2d::<E8, E16>(xs, ish, bb, osh, &p, ws, b, m, s);
+                armv7em::conv2d_im2col_to::<E16>(as_i8(xs), ish, a, osh, &p, ws, b, m, s);
+                conv2d_mixed::<E8, E16>(xs, ish, bb, osh, &p, ws, b, m, s);
                 "conv2d int8 -> int16"
             }
             (_, true) => {
-                conv16::conv2d_i16(xs, ish, a, true, osh, &p, ws, b, m, s, &mut []);
-                wide::conv2d::<E16, E16>(xs, ish, bb, osh, &p, ws, b, m, s);
+                conv2d_i16(xs, ish, a, true, osh, &p, ws, b, m, s, &mut []);
+                conv2d_mixed::<E16, E16>(xs, ish, bb, osh, &p, ws, b, m, s);
                 "conv2d int16 -> int16"
             }
             (_, false) => {
-                conv16::conv2d_i16(xs, ish, a, false, osh, &p, ws, b, m, s, &mut []);
-                wide::conv2d::<E16, E8>(xs, ish, bb, osh, &p, ws, b, m, s);
+                conv2d_i16(xs, ish, a, false, osh, &p, ws, b, m, s, &mut []);
+                conv2d_mixed::<E16, E8>(xs, ish, bb, osh, &p, ws, b, m, s);
                 "conv2d int16 -> int8"
             }
         };

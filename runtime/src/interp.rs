@@ -3,7 +3,8 @@
 use crate::error::Error;
 use crate::format::opcode;
 use crate::model::{Model, Op};
-use crate::ops::{self, as_i8, as_i8_mut};
+use crate::ops;
+use crate::ops::numerics::{as_i8, as_i8_mut, E16, E8};
 
 /// Progress and timing callbacks; every method defaults to doing nothing.
 ///
@@ -217,24 +218,13 @@ impl<'a> Model<'a> {
         let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
         let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
         let (xs, ys, pre) = (shape(&xi), shape(&y), Some((pre, cache.primed)));
-        use ops::wide::{E16, E8};
+        use ops::conv2d::winograd_avx2::run_avx2;
         // SAFETY: `winograd_words` is Some only when the CPU has AVX2.
         unsafe {
             if y.int16 {
-                ops::winograd::run_avx2::<E16>(
-                    as_i8(x),
-                    xs,
-                    ys,
-                    &cp,
-                    wt,
-                    bias,
-                    mult,
-                    shift,
-                    yb,
-                    pre,
-                )
+                run_avx2::<E16>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
             } else {
-                ops::winograd::run_avx2::<E8>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
+                run_avx2::<E8>(as_i8(x), xs, ys, &cp, wt, bias, mult, shift, yb, pre)
             }
         };
         Ok(true)
@@ -270,7 +260,7 @@ impl<'a> Model<'a> {
             return None;
         }
         let shape = |t: &crate::model::TensorInfo| [t.h as usize, t.w as usize, t.c as usize];
-        ops::winograd::cache_words(shape(&xi), shape(&y), &conv_params(op))
+        ops::conv2d::winograd_avx2::cache_words(shape(&xi), shape(&y), &conv_params(op))
     }
 
     fn run_op(&self, op: &Op<'_>, arena: &mut [u8], t: u32) -> Result<(), Error> {
@@ -422,7 +412,7 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// Runs an op that reads or writes an int16 tensor (`ops::wide` kernels; the
+    /// Runs an op that reads or writes an int16 tensor (the `_mixed` kernels; the
     /// loader has checked that the op accepts the types it has).
     fn run_wide<'b>(
         &self,
@@ -432,7 +422,7 @@ impl<'a> Model<'a> {
         input: impl Fn(usize) -> Result<(&'b [u8], crate::model::TensorInfo), Error>,
         scratch: &mut [u8],
     ) -> Result<(), Error> {
-        use ops::wide::{self as wd, E16, E8};
+        use ops::{add, concat, conv2d, group_norm, lut, requant, upsample};
         let bad = Error::BadOp { index: op.index, opcode: op.opcode, what: "invalid at run time" };
         let w = |pi: usize, align: u32| self.weight_ref(op, pi, align).ok_or(bad);
         let p = |i: usize| op.p(i);
@@ -456,7 +446,7 @@ impl<'a> Model<'a> {
                 let bias = if p(15) == 0 { &[][..] } else { w(14, 4)? };
                 let (wt, mult, shift) = (as_i8(w(12, 1)?), w(16, 4)?, w(18, 4)?);
                 if xi.int16 {
-                    ops::conv16::conv2d_i16(
+                    ops::conv2d::conv2d_i16(
                         x,
                         shape(&xi),
                         yb,
@@ -470,12 +460,16 @@ impl<'a> Model<'a> {
                         scratch,
                     );
                 } else if cfg!(ddpm_wide)
-                    && ops::im2col::applicable_wide(xi.c as usize, y.h as usize * y.w as usize, &cp)
+                    && ops::conv2d::host::applicable_wide(
+                        xi.c as usize,
+                        y.h as usize * y.w as usize,
+                        &cp,
+                    )
                 {
                     // int8 input, int16 output: the host engine.
                     #[cfg(ddpm_wide)]
                     {
-                        use ops::im2col::conv2d_im2col_wide_to as to;
+                        use ops::conv2d::host::conv2d_im2col_wide_to as to;
                         let (xs, xsh, ysh) = (as_i8(x), shape(&xi), shape(y));
                         if y.int16 {
                             to::<E16>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
@@ -484,10 +478,14 @@ impl<'a> Model<'a> {
                         }
                     }
                 } else if cfg!(ddpm_dsp)
-                    && ops::im2col::applicable(xi.c as usize, y.h as usize * y.w as usize, &cp)
+                    && ops::conv2d::armv7em::applicable(
+                        xi.c as usize,
+                        y.h as usize * y.w as usize,
+                        &cp,
+                    )
                 {
                     // int8 input, int16 output: the SMLAD column kernel.
-                    use ops::im2col::conv2d_im2col_to as to;
+                    use ops::conv2d::armv7em::conv2d_im2col_to as to;
                     let (xs, xsh, ysh) = (as_i8(x), shape(&xi), shape(y));
                     if y.int16 {
                         to::<E16>(xs, xsh, yb, ysh, &cp, wt, bias, mult, shift);
@@ -498,7 +496,7 @@ impl<'a> Model<'a> {
                     by_type!(
                         xi.int16,
                         y.int16,
-                        wd::conv2d,
+                        conv2d::conv2d_mixed,
                         x,
                         shape(&xi),
                         yb,
@@ -514,11 +512,10 @@ impl<'a> Model<'a> {
             opcode::GROUP_NORM => {
                 let (x, xi) = input(0)?;
                 let eps = (p(3) as u32 as u64) | ((p(4) as u32 as u64) << 32);
-                use ops::conv16_gn as gn;
                 by_type!(
                     xi.int16,
                     y.int16,
-                    gn::group_norm,
+                    group_norm::group_norm_mixed,
                     x,
                     xi.c as usize,
                     yb,
@@ -533,7 +530,7 @@ impl<'a> Model<'a> {
             }
             opcode::LUT16 => {
                 let (x, _) = input(0)?;
-                wd::lut16(x, yb, w(0, 2)?);
+                lut::lut16(x, yb, w(0, 2)?);
             }
             opcode::ADD => {
                 let (a, ai) = input(0)?;
@@ -541,14 +538,14 @@ impl<'a> Model<'a> {
                 let ap = add_params(op);
                 let (c, bc) = (y.c as usize, p(0) == 1);
                 match (ai.int16, bi.int16, y.int16) {
-                    (false, false, false) => wd::add::<E8, E8, E8>(a, b, yb, c, bc, &ap),
-                    (false, false, true) => wd::add::<E8, E8, E16>(a, b, yb, c, bc, &ap),
-                    (false, true, false) => wd::add::<E8, E16, E8>(a, b, yb, c, bc, &ap),
-                    (false, true, true) => wd::add::<E8, E16, E16>(a, b, yb, c, bc, &ap),
-                    (true, false, false) => wd::add::<E16, E8, E8>(a, b, yb, c, bc, &ap),
-                    (true, false, true) => wd::add::<E16, E8, E16>(a, b, yb, c, bc, &ap),
-                    (true, true, false) => wd::add::<E16, E16, E8>(a, b, yb, c, bc, &ap),
-                    (true, true, true) => wd::add::<E16, E16, E16>(a, b, yb, c, bc, &ap),
+                    (false, false, false) => add::add_mixed::<E8, E8, E8>(a, b, yb, c, bc, &ap),
+                    (false, false, true) => add::add_mixed::<E8, E8, E16>(a, b, yb, c, bc, &ap),
+                    (false, true, false) => add::add_mixed::<E8, E16, E8>(a, b, yb, c, bc, &ap),
+                    (false, true, true) => add::add_mixed::<E8, E16, E16>(a, b, yb, c, bc, &ap),
+                    (true, false, false) => add::add_mixed::<E16, E8, E8>(a, b, yb, c, bc, &ap),
+                    (true, false, true) => add::add_mixed::<E16, E8, E16>(a, b, yb, c, bc, &ap),
+                    (true, true, false) => add::add_mixed::<E16, E16, E8>(a, b, yb, c, bc, &ap),
+                    (true, true, true) => add::add_mixed::<E16, E16, E16>(a, b, yb, c, bc, &ap),
                 }
             }
             opcode::CONCAT => {
@@ -559,7 +556,7 @@ impl<'a> Model<'a> {
                     by_type!(
                         xi.int16,
                         y.int16,
-                        wd::concat_one,
+                        concat::concat_one_mixed,
                         x,
                         xi.c as usize,
                         yb,
@@ -576,11 +573,11 @@ impl<'a> Model<'a> {
             opcode::UPSAMPLE_NEAREST => {
                 let (x, xi) = input(0)?;
                 let e = if y.int16 { 2 } else { 1 };
-                wd::upsample_bytes(x, shape(&xi), yb, u(0), u(1), e);
+                upsample::upsample_bytes(x, shape(&xi), yb, u(0), u(1), e);
             }
             opcode::REQUANT => {
                 let (x, xi) = input(0)?;
-                by_type!(xi.int16, y.int16, wd::requant, x, yb, p(0), p(1), p(2), p(3));
+                by_type!(xi.int16, y.int16, requant::requant_mixed, x, yb, p(0), p(1), p(2), p(3));
             }
             _ => return Err(bad),
         }

@@ -108,7 +108,7 @@ impl<'a> TensorView<'a> {
         if self.int16 {
             None
         } else {
-            Some(crate::ops::as_i8(self.bytes))
+            Some(crate::ops::numerics::as_i8(self.bytes))
         }
     }
     /// The raw bytes.
@@ -561,7 +561,7 @@ impl<'a> Model<'a> {
         if self.tensor_info(id)?.int16 {
             return Err(Error::NotInt8 { id });
         }
-        Ok(crate::ops::as_i8(self.tensor_bytes(arena, id)?))
+        Ok(crate::ops::numerics::as_i8(self.tensor_bytes(arena, id)?))
     }
 
     /// Tensor `id` inside `arena` as a typed view (int8 or int16).
@@ -610,7 +610,7 @@ impl<'a> Model<'a> {
         if self.tensor_info(id)?.int16 {
             return Err(Error::NotInt8 { id });
         }
-        Ok(crate::ops::as_i8_mut(self.tensor_bytes_mut(arena, id)?))
+        Ok(crate::ops::numerics::as_i8_mut(self.tensor_bytes_mut(arena, id)?))
     }
 
     /// Number of tensors.

@@ -13,8 +13,8 @@ use crate::error::Error;
 use crate::format::table;
 use crate::interp::Hooks;
 use crate::model::{Model, TensorView};
-use crate::ops::group_norm::isqrt_u128;
-use crate::ops::sat8;
+use crate::ops::group_norm::scale::isqrt_u128;
+use crate::ops::numerics::sat8;
 use noise::Xoshiro128;
 
 /// Which reverse process to run.
@@ -309,7 +309,7 @@ impl<'m, 'a> Sampler<'m, 'a> {
             .split_at_mut_checked(self.state_off)
             .ok_or(Error::ArenaTooSmall { needed: self.state_off as u32, got })?;
         let x = self.model.tensor_bytes_mut(net, self.model.input_tensor())?;
-        let rq = crate::ops::Rq::new(mult, shift);
+        let rq = crate::ops::numerics::Rq::new(mult, shift);
         let q = |s: &[u8]| {
             zp.saturating_add(rq.apply(i32::from_le_bytes(s.try_into().unwrap_or([0; 4]))))
         };
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn div_round_common_shift() {
-        let mut r = crate::ops::testutil::Rng(9);
+        let mut r = crate::ops::numerics::testutil::Rng(9);
         for i in 0..200_000u64 {
             let d = match i % 3 {
                 0 => (r.next() >> 34) as i64 | 1,

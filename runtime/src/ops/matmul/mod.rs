@@ -3,9 +3,17 @@
 //! Element `(b, i, j)` of an operand lives at `b·sb + i·s_first + j·s_second` of its
 //! tensor (strides in elements). The loader checked that the largest such address
 //! of every operand is in bounds.
+//!
+//! [`matmul`] picks the kernel: [`armv7em::matmul_columns`] (the `SMLAD` column
+//! kernel) on Cortex-M4/M7, the AVX2 kernels of `x86_avx2.rs` on x86_64 hosts
+//! (`std`), else `dot_i8` rows; [`matmul_reference`] is the plain definition.
 
-use super::dot::dot_i8;
-use super::{mbqm, sat8, Rq};
+use crate::ops::numerics::dot::dot_i8;
+use crate::ops::numerics::{mbqm, sat8, Rq};
+
+pub mod armv7em;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod x86_avx2;
 
 /// Parameters of MATMUL (FORMAT.md order).
 #[derive(Clone, Copy, Debug)]
@@ -62,137 +70,25 @@ pub fn matmul(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
         return matmul_reference(a, b, y, p);
     }
     #[cfg(ddpm_dsp)]
-    if matmul_columns(a, b, y, p) {
+    if armv7em::matmul_columns(a, b, y, p) {
         return;
     }
     matmul_rows(a, b, y, p)
 }
 
 /// The body of [`matmul`]: one `dot_i8` per output. Not inlined, so that its
-/// stack buffers and [`matmul_columns`]' are never live together.
+/// stack buffers and [`armv7em::matmul_columns`]' are never live together.
 #[inline(never)]
 fn matmul_rows(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        if unsafe { matmul_panels_avx2(a, b, y, p) } {
+        if unsafe { x86_avx2::matmul_panels_avx2(a, b, y, p) } {
             return;
         }
         // SAFETY: as above.
-        return unsafe { matmul_rows_avx2(a, b, y, p) };
+        return unsafe { x86_avx2::matmul_rows_avx2(a, b, y, p) };
     }
-    matmul_rows_body(a, b, y, p)
-}
-
-/// i16 words of packed `b` [`matmul_panels_avx2`] holds (16 KiB).
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-const PB: usize = 8192;
-
-/// Columns of `b` per panel of [`matmul_panels_avx2`].
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-const PANEL: usize = 16;
-
-/// [`matmul`] on AVX2 in outer-product form: per batch, `b − b_zp` packed as
-/// i16 into panels of 16 columns (each word the pair of rows `2k, 2k + 1` of one
-/// column); per four rows of `a − a_zp` (i16), each row's pair broadcast and
-/// `VPMADDWD` against a panel's two vectors adds both products into 16 column
-/// lanes. The sums `Σ(a − a_zp)(b − b_zp)` are exact in i32 (|each product| ≤
-/// 255², k ≤ [`A_BUF`]), hence the reference's. False (nothing written) when the
-/// packed `b` would not fit [`PB`] or `k` exceeds [`A_BUF`].
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-unsafe fn matmul_panels_avx2(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) -> bool {
-    use core::arch::x86_64::*;
-    let (k, n) = (p.k, p.n);
-    let pairs = k.div_ceil(2);
-    let npan = n.div_ceil(PANEL);
-    let per = pairs * 2 * PANEL;
-    if k == 0 || n == 0 || per * npan > PB || 2 * pairs > A_BUF {
-        return false;
-    }
-    let rq = Rq::new(p.mult, p.shift);
-    let mut pb = [0i16; PB];
-    let mut rows = [[0i16; A_BUF]; 4];
-    for bt in 0..p.batch {
-        let bb = bt * p.b_s[0];
-        // Panel j, pair kk, lane l, half t at j·per + (kk·PANEL + l)·2 + t.
-        for (j, pan) in pb.chunks_exact_mut(per).take(npan).enumerate() {
-            for (kk, row) in pan.chunks_exact_mut(2 * PANEL).enumerate() {
-                for (l, d) in row.chunks_exact_mut(2).enumerate() {
-                    let col = j * PANEL + l;
-                    for (t, v) in d.iter_mut().enumerate() {
-                        let kr = 2 * kk + t;
-                        let at = bb + kr * p.b_s[1] + col * p.b_s[2];
-                        *v = match b.get(at) {
-                            Some(&bv) if col < n && kr < k => (bv as i32 - p.b_zp) as i16,
-                            _ => 0,
-                        };
-                    }
-                }
-            }
-        }
-        for i0 in (0..p.m).step_by(4) {
-            for (r, row) in rows.iter_mut().enumerate() {
-                for (kk, v) in row.iter_mut().enumerate().take(2 * pairs) {
-                    let at = bt * p.a_s[0] + (i0 + r) * p.a_s[1] + kk * p.a_s[2];
-                    *v = match a.get(at) {
-                        Some(&av) if i0 + r < p.m && kk < k => (av as i32 - p.a_zp) as i16,
-                        _ => 0,
-                    };
-                }
-            }
-            for (j, pan) in pb.chunks_exact(per).take(npan).enumerate() {
-                let mut acc = [[_mm256_setzero_si256(); 2]; 4];
-                let wp = pan.as_ptr();
-                for kk in 0..pairs {
-                    // SAFETY: kk < pairs bounds the panel (2·PANEL words per pair)
-                    // and each row (2·pairs ≤ A_BUF).
-                    unsafe {
-                        let w0 = _mm256_loadu_si256(wp.add(2 * PANEL * kk).cast());
-                        let w1 = _mm256_loadu_si256(wp.add(2 * PANEL * kk + 16).cast());
-                        for ([a0, a1], row) in acc.iter_mut().zip(&rows) {
-                            let x = _mm256_set1_epi32(
-                                row.as_ptr().add(2 * kk).cast::<i32>().read_unaligned(),
-                            );
-                            *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(x, w0));
-                            *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(x, w1));
-                        }
-                    }
-                }
-                let mut sums = [[0i32; PANEL]; 4];
-                for ([a0, a1], s) in acc.iter().zip(sums.iter_mut()) {
-                    // SAFETY: each row of sums is PANEL = 16 i32; unaligned stores.
-                    unsafe {
-                        _mm256_storeu_si256(s.as_mut_ptr().cast(), *a0);
-                        _mm256_storeu_si256(s.as_mut_ptr().add(8).cast(), *a1);
-                    }
-                }
-                for (r, s) in sums.iter().enumerate().take(p.m - i0) {
-                    for (l, &acc) in s.iter().enumerate().take(n - j * PANEL) {
-                        let v = p.out_zp.saturating_add(rq.apply(acc));
-                        let at = bt * p.y_s[0] + (i0 + r) * p.y_s[1] + (j * PANEL + l) * p.y_s[2];
-                        if let Some(o) = y.get_mut(at) {
-                            *o = sat8(v, p.act_min, p.act_max);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    true
-}
-
-/// [`matmul_rows`] compiled for AVX2 (the dot products vectorize 16 lanes wide).
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-unsafe fn matmul_rows_avx2(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
     matmul_rows_body(a, b, y, p)
 }
 
@@ -257,70 +153,6 @@ fn matmul_rows_body(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
     }
 }
 
-/// [`matmul`] through the im2col column kernel (five rows of `a` against each
-/// column of `b`, `SMLAD` on Armv7E-M), for `k ≤ KC` and `b`'s columns fitting
-/// the stack buffer zero-padded to a multiple of 16; returns false (doing
-/// nothing) otherwise. Same zero-point algebra as [`matmul`], same bits. Not
-/// inlined (see [`matmul_rows`]).
-#[inline(never)]
-pub fn matmul_columns(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) -> bool {
-    use super::im2col::{RowColumns, KB, KC, PIX};
-    let (k, n) = (p.k, p.n);
-    let kp = k.div_ceil(KB) * KB;
-    if k == 0 || k > KC || n > N_MAX || n * kp > B_BUF {
-        return false;
-    }
-    let rq = super::im2col::OutRq::new(p.mult, p.shift);
-    let mut bt_buf = [0i8; B_BUF];
-    let mut cols = RowColumns::new();
-    let kzz = (k as i32).wrapping_mul(p.a_zp).wrapping_mul(p.b_zp);
-    for bt in 0..p.batch {
-        // Columns of b, contiguous in k and zero-padded to kp.
-        let bb = bt * p.b_s[0];
-        let mut sb = [0i32; N_MAX];
-        for ((j, col), s) in bt_buf.chunks_exact_mut(kp).take(n).enumerate().zip(sb.iter_mut()) {
-            let (head, pad) = col.split_at_mut(k);
-            for (kk, v) in head.iter_mut().enumerate() {
-                *v = b.get(bb + kk * p.b_s[1] + j * p.b_s[2]).copied().unwrap_or(0);
-            }
-            pad.iter_mut().for_each(|v| *v = 0);
-            *s = head.iter().map(|&v| v as i32).sum();
-        }
-        let mut i0 = 0;
-        while i0 < p.m {
-            let rows = PIX.min(p.m - i0);
-            let mut row_c = [0i32; PIX];
-            let aof = |r: usize, kk: usize| -> i8 {
-                let at = bt * p.a_s[0] + (i0 + r) * p.a_s[1] + kk * p.a_s[2];
-                if r < rows {
-                    a.get(at).copied().unwrap_or(0)
-                } else {
-                    0
-                }
-            };
-            for (r, rc) in row_c.iter_mut().enumerate().take(rows) {
-                let sa: i32 = (0..k).map(|kk| aof(r, kk) as i32).sum();
-                *rc = kzz.wrapping_sub(p.b_zp.wrapping_mul(sa));
-            }
-            cols.set(k, aof);
-            let mut acc = [0i32; PIX];
-            for (j, &sbj) in sb.iter().enumerate().take(n) {
-                cols.dot(bt_buf.get(j * kp..(j + 1) * kp).unwrap_or(&[]), &mut acc);
-                let cz = p.a_zp.wrapping_mul(sbj);
-                for (r, (&s, &rc)) in acc.iter().zip(&row_c).enumerate().take(rows) {
-                    let acc = s.wrapping_add(rc).wrapping_sub(cz);
-                    let v = p.out_zp.saturating_add(rq.apply(acc));
-                    if let Some(o) = y.get_mut(bt * p.y_s[0] + (i0 + r) * p.y_s[1] + j * p.y_s[2]) {
-                        *o = sat8(v, p.act_min, p.act_max);
-                    }
-                }
-            }
-            i0 += PIX;
-        }
-    }
-    true
-}
-
 /// The plain definition (the kernel with `reference-kernels`, and for operands
 /// too large for the stack buffers of [`matmul`]).
 pub fn matmul_reference(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
@@ -346,9 +178,10 @@ pub fn matmul_reference(a: &[i8], b: &[i8], y: &mut [i8], p: &MatmulParams) {
 
 #[cfg(test)]
 mod tests {
+    use super::armv7em::matmul_columns;
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
 
     #[test]
     fn matmul_transposed_b_matches_f64() {
@@ -401,7 +234,7 @@ mod tests {
             assert_eq!(y2, y_ref, "fast, b strided in k");
             // The column kernel (on the host with its portable loop).
             // (It declines b's columns beyond its stack buffer.)
-            use crate::ops::im2col::{KB, KC};
+            use crate::ops::numerics::columns::{KB, KC};
             let fits = k <= KC && n * k.div_ceil(KB) * KB <= B_BUF;
             for (pp, bv) in [(&p, &b), (&p2, &bt)] {
                 let mut y3 = vec![0i8; batch * m * n];

@@ -19,7 +19,7 @@
 //! input channels, and all additions are i32 and wrapping. Wrapping sums are exact
 //! modulo 2³², so `Y ≡ 4S (mod 2³²)`; [`applicable`] requires
 //! `|S| ≤ 9·ic·255·128 < 2²⁹`, so `4S` is itself an i32 and `S = Y >> 2` exactly.
-//! Bias and requantization are then [`super::hostconv`]'s, so the outputs equal the
+//! Bias and requantization are then [`super::host_engine`]'s, so the outputs equal the
 //! reference kernel's bit for bit.
 //!
 //! Loop order: the transformed weights of as many output channels as fit
@@ -27,18 +27,18 @@
 //! transformed patches once, then per panel of 16 channels and per patch
 //! position a `VPMADDWD` outer product (each tile's channel pair broadcast against
 //! the panel's 16 channel pairs), the output transform on 16-channel vectors,
-//! requantization and the store into the output ([`super::direct::put_pixel`]).
+//! requantization and the store into the output ([`super::direct_avx2::put_pixel`]).
 //!
 //! The input less its zero point is first copied as i16 into a zero-padded image
-//! (the direct kernel's, [`super::direct`]), so patches are plain loads.
+//! (the direct kernel's, [`super::direct_avx2`]), so patches are plain loads.
 //!
 //! Stack: 64 KiB of transformed weights, 64 KiB of padded input, 16 KiB of
 //! transformed patches (input channels up to [`ICMAX`]), 4 KiB of sums.
 
-use super::conv2d::Conv2dParams;
-use super::direct::{fill_padded, put_pixel, zeroed_prefix, Epi, PADW};
-use super::hostconv::BlockRq;
-use super::wide::{Elem, E8};
+use super::direct_avx2::{fill_padded, load16, put_pixel, transpose8, zeroed_prefix, Epi, PADW};
+use super::host_engine::BlockRq;
+use super::params::Conv2dParams;
+use crate::ops::numerics::{as_u8, Elem, E8};
 
 /// Largest input channel count handled.
 pub const ICMAX: usize = 128;
@@ -47,7 +47,7 @@ const PANEL: usize = 16;
 /// Tiles per group.
 const TG: usize = 4;
 /// Most output channels per block.
-const BLOCK: usize = super::hostconv::BLOCK;
+const BLOCK: usize = super::host_engine::BLOCK;
 /// i16 words of transformed weights held at once: 16 positions × `ICMAX` ×
 /// [`PANEL`] (one panel at `ICMAX` input channels).
 const UWORDS: usize = 16 * ICMAX * PANEL;
@@ -84,7 +84,7 @@ pub fn cache_words(
 /// The convolution of `x` (`in_shape`, HWC int8) to `out_shape` by Winograd
 /// F(2×2, 3×3) into `y` (`out_shape`, HWC, elements `Y`): `clamp(out_zp +
 /// mbqm(bias[o] + Σ(x − in_zp)·w, mult[o], shift[o]))` to the activation range
-/// and `Y`, stored by [`super::direct::put_pixel`]. Does nothing unless
+/// and `Y`, stored by [`super::direct_avx2::put_pixel`]. Does nothing unless
 /// [`applicable`]. `pre`, when given and [`cache_words`] long, holds the layer's
 /// transformed weights: written by this call unless the flag says they already
 /// are (the same layer's weights, from an earlier call), then read from there.
@@ -130,7 +130,7 @@ pub unsafe fn run_avx2<Y: Elem>(
     let (hp, wp) = (2 * th + 2, 2 * tw + 2);
     let mut pad_buf = core::mem::MaybeUninit::<[i16; PADW]>::uninit();
     let pad = zeroed_prefix(&mut pad_buf, hp * wp * ic16);
-    fill_padded::<E8>(super::as_u8(x), in_shape, p, pad, hp, wp, ic16);
+    fill_padded::<E8>(as_u8(x), in_shape, p, pad, hp, wp, ic16);
     // Sums of one panel and tile group (each fully overwritten by `outer`).
     let mut m = [[[0i32; PANEL]; TG]; 16];
     let mut c0 = 0;
@@ -213,35 +213,6 @@ pub unsafe fn run_avx2<Y: Elem>(
             t0 += TG;
         }
         c0 += cn;
-    }
-}
-
-/// Sixteen int8 values from `src[at..]` as i16 lanes: the first `n ≤ 16` from
-/// `src`, the rest `fill`.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(super) unsafe fn load16(
-    src: &[i8],
-    at: usize,
-    n: usize,
-    fill: i8,
-) -> core::arch::x86_64::__m256i {
-    use core::arch::x86_64::*;
-    match src.get(at..at + 16) {
-        // SAFETY: 16 bytes in bounds.
-        Some(s) if n >= 16 => _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(s.as_ptr().cast()) }),
-        _ => {
-            let mut b = [fill; 16];
-            let part = src.get(at..at + n.min(16)).unwrap_or(&[]);
-            for (d, &v) in b.iter_mut().zip(part) {
-                *d = v;
-            }
-            // SAFETY: b is 16 bytes.
-            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
-        }
     }
 }
 
@@ -344,37 +315,6 @@ unsafe fn g3x(
     use core::arch::x86_64::*;
     let s = _mm256_add_epi16(a, c);
     [_mm256_add_epi16(a, a), _mm256_add_epi16(s, b), _mm256_sub_epi16(s, b), _mm256_add_epi16(c, c)]
-}
-
-/// 8×8 transpose of 32-bit elements.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(super) unsafe fn transpose8(
-    r: &[core::arch::x86_64::__m256i; 8],
-) -> [core::arch::x86_64::__m256i; 8] {
-    use core::arch::x86_64::*;
-    let [r0, r1, r2, r3, r4, r5, r6, r7] = *r;
-    let (a0, a1) = (_mm256_unpacklo_epi32(r0, r1), _mm256_unpackhi_epi32(r0, r1));
-    let (a2, a3) = (_mm256_unpacklo_epi32(r2, r3), _mm256_unpackhi_epi32(r2, r3));
-    let (a4, a5) = (_mm256_unpacklo_epi32(r4, r5), _mm256_unpackhi_epi32(r4, r5));
-    let (a6, a7) = (_mm256_unpacklo_epi32(r6, r7), _mm256_unpackhi_epi32(r6, r7));
-    let (b0, b1) = (_mm256_unpacklo_epi64(a0, a2), _mm256_unpackhi_epi64(a0, a2));
-    let (b2, b3) = (_mm256_unpacklo_epi64(a1, a3), _mm256_unpackhi_epi64(a1, a3));
-    let (b4, b5) = (_mm256_unpacklo_epi64(a4, a6), _mm256_unpackhi_epi64(a4, a6));
-    let (b6, b7) = (_mm256_unpacklo_epi64(a5, a7), _mm256_unpackhi_epi64(a5, a7));
-    [
-        _mm256_permute2x128_si256(b0, b4, 0x20),
-        _mm256_permute2x128_si256(b1, b5, 0x20),
-        _mm256_permute2x128_si256(b2, b6, 0x20),
-        _mm256_permute2x128_si256(b3, b7, 0x20),
-        _mm256_permute2x128_si256(b0, b4, 0x31),
-        _mm256_permute2x128_si256(b1, b5, 0x31),
-        _mm256_permute2x128_si256(b2, b6, 0x31),
-        _mm256_permute2x128_si256(b3, b7, 0x31),
-    ]
 }
 
 /// Transformed patch `BᵀdB` into slot `t` of `v` (every position, as i16
@@ -533,8 +473,8 @@ unsafe fn output_transform(m: &[[[i32; PANEL]; TG]; 16], t: usize, y: &mut [[[i3
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::Rng;
-    use crate::ops::wide::{E16, E8};
+    use crate::ops::numerics::testutil::Rng;
+    use crate::ops::numerics::E16;
 
     /// Against the direct sums and MBQM (then the output zero point, activation
     /// clamp and output type, int8 or int16), on random shapes (odd sizes, every
@@ -621,7 +561,8 @@ mod tests {
                                 }
                             }
                         }
-                        let v = crate::ops::mbqm(bias[o].wrapping_add(s), mult[o], shift[o]);
+                        let v =
+                            crate::ops::numerics::mbqm(bias[o].wrapping_add(s), mult[o], shift[o]);
                         want[(oy * ow + ox) * oc + o] =
                             p.out_zp.wrapping_add(v).clamp(p.act_min, p.act_max).clamp(lo, hi);
                     }

@@ -1,5 +1,6 @@
 //! TIMESTEP_EMBED: `y = table[t]`, the converter's quantized embedding of each
 //! network timestep (i8 `[timesteps][dim]`).
+//! Portable, every target.
 
 /// Copies row `t` of `table` into `y` (`dim = y.len()`); returns `false` if `t` is
 /// out of range.

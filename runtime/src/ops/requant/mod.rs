@@ -1,6 +1,9 @@
 //! REQUANT: `y = clamp(out_zp + MBQM(q − in_zp, mult, shift), −128, 127)`.
+//!
+//! [`requant`] (int8) and [`requant_mixed`] (any int8/int16 pair, clamped to the
+//! output type): portable, every target.
 
-use super::{mbqm, sat8};
+use crate::ops::numerics::{mbqm, sat8, Elem};
 
 /// Requantizes `x` into `y`.
 pub fn requant(x: &[i8], y: &mut [i8], in_zp: i32, out_zp: i32, mult: i32, shift: i32) {
@@ -9,11 +12,27 @@ pub fn requant(x: &[i8], y: &mut [i8], in_zp: i32, out_zp: i32, mult: i32, shift
     }
 }
 
+/// REQUANT from `X` to `Y`.
+pub fn requant_mixed<X: Elem, Y: Elem>(
+    x: &[u8],
+    y: &mut [u8],
+    in_zp: i32,
+    out_zp: i32,
+    mult: i32,
+    shift: i32,
+) {
+    for i in 0..X::count(x).min(Y::count(y)) {
+        let o = out_zp.saturating_add(mbqm(X::get(x, i) - in_zp, mult, shift));
+        Y::put_clamped(y, i, o, Y::MIN, Y::MAX);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
+    use crate::ops::numerics::{E16, E8};
 
     #[test]
     fn requant_matches_f64() {
@@ -30,6 +49,19 @@ mod tests {
                 // ±1 LSB: Q31 multiplier and MBQM's two roundings.
                 assert!((*a as f64 - want.clamp(-128.0, 127.0)).abs() <= 1.0);
             }
+        }
+    }
+
+    #[test]
+    fn requant_mixed_i16_to_i8() {
+        let mut r = Rng(0xc0);
+        let a: Vec<i16> = (0..12).map(|_| r.next() as i16).collect();
+        let (m, s) = quantize_multiplier(1.0 / 256.0);
+        let mut y8 = vec![0u8; 12];
+        requant_mixed::<E16, E8>(&i16_bytes(&a), &mut y8, 0, -5, m, s);
+        for (q, &v) in y8.iter().zip(&a) {
+            let want = (-5.0 + v as f64 / 256.0).round().clamp(-128.0, 127.0);
+            assert!((*q as i8 as f64 - want).abs() <= 1.0);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! MUL: `y = clamp(out_zp + MBQM((a − a_zp)(b − b_zp), mult, shift), act)`.
+//! Portable, every target.
 
-use super::{mbqm, sat8};
+use crate::ops::numerics::{mbqm, sat8, zip_broadcast};
 
 /// Parameters of MUL (FORMAT.md order, after `broadcast`).
 #[derive(Clone, Copy, Debug)]
@@ -29,14 +30,14 @@ fn mul1(a: i8, b: i8, p: &MulParams) -> i8 {
 
 /// Multiplies `a` and `b` into `y`; with `broadcast`, `b` has `c` elements.
 pub fn mul(a: &[i8], b: &[i8], y: &mut [i8], c: usize, broadcast: bool, p: &MulParams) {
-    super::zip_broadcast(a, b, y, c, broadcast, |av, bv| mul1(av, bv, p));
+    zip_broadcast(a, b, y, c, broadcast, |av, bv| mul1(av, bv, p));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
 
     #[test]
     fn mul_matches_f64() {

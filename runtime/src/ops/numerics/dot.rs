@@ -168,7 +168,7 @@ mod dsp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testutil::Rng;
+    use crate::ops::numerics::testutil::Rng;
 
     #[test]
     fn dot_matches_reference() {

@@ -2,19 +2,19 @@
 //! or int16. Semantics are `docs/FORMAT.md`'s CONV2D with `in_zp = 0`; the loader
 //! bounds `kh·kw·ic` by 511 so the i32 accumulator is exact.
 //!
-//! [`conv2d_i16`] picks the kernel for the target; every kernel is bit-exact with
-//! the portable one, [`super::wide::conv2d`]:
+//! [`super::conv2d_i16`] picks the kernel for the target; every kernel is bit-exact with
+//! the portable one, [`super::conv2d_mixed`]:
 //!
 //! - Armv7E-M (`cfg(ddpm_dsp)`): im2col columns of [`PIX`] output pixels in the
-//!   int8 kernel's layout (`super::im2col`): per group of 4 window elements
+//!   int8 kernel's layout (`super::armv7em`): per group of 4 window elements
 //!   `k0..k3` and pixel, the halfword pairs `(x[k0], x[k2])` and `(x[k1], x[k3])`,
 //!   which is what `SXTB16` and `SXTB16 ROR #8` make of a weight word, so one
 //!   weight word feeds 10 `SMLAD`s (20 MACs). The loop is counted (the int8
 //!   kernel's sentinel `(−32768, −32768)` is a legal int16 pair).
-//! - 64-bit hosts (`cfg(ddpm_wide)`): the host engine [`super::hostconv`]
+//! - 64-bit hosts (`cfg(ddpm_wide)`): the host engine [`super::host_engine`]
 //!   (contiguous i16 columns, widening dot products: AVX2 `VPMADDWD`, NEON
 //!   `SMLAL`, else what LLVM vectorizes).
-//! - elsewhere: [`super::wide::conv2d`].
+//! - elsewhere: [`super::conv2d_mixed`].
 //!
 //! Padding taps read 0 (`in_zp = 0`). `|x| ≤ 32768`, `|w| ≤ 128` and
 //! `kh·kw·ic ≤ 511` keep every product and partial sum exact in i32, so the sums,
@@ -24,12 +24,12 @@
 //!
 //! Stack: columns `4·(KC/4·GW + GW)` bytes (2.9 KiB) plus a `2·KC`-byte raw window
 //! and the per-block constants and partial sums (1.4 KiB) on Armv7E-M; on hosts
-//! those of [`super::hostconv`].
+//! those of [`super::host_engine`].
 
-use super::conv2d::Conv2dParams;
-use super::im2col::{pack, store, store_block, OutRq};
-use super::le_i32;
-use super::wide::{self, Elem, E16, E8};
+use super::armv7em::{pack, store, store_block};
+use super::params::Conv2dParams;
+use super::window::{gather16, inside, origin};
+use crate::ops::numerics::{le_i32, Elem, OutRq};
 
 /// Output pixels per column group (Armv7E-M kernel).
 pub const PIX: usize = 5;
@@ -44,164 +44,6 @@ const COL_WORDS: usize = KC / 4 * GW + GW;
 const BLOCK: usize = 16;
 /// Bytes of the per-block copy of zero-padded weights.
 const WBLK: usize = 512;
-
-/// Runs the convolution: `x` is `[h, w, ic]` int16 little-endian bytes, `y` is
-/// `[oh, ow, oc]` int16 (`y_int16`) or int8 bytes; weights `[oc][kh][kw][ic]` int8;
-/// `bias`/`mult`/`shift` LE i32 arrays (`bias` may be empty). `scratch` (4·oc
-/// bytes) is free for target kernels.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_i16(
-    x: &[u8],
-    in_shape: [usize; 3],
-    y: &mut [u8],
-    y_int16: bool,
-    out_shape: [usize; 3],
-    p: &Conv2dParams,
-    w: &[i8],
-    bias: &[u8],
-    mult: &[u8],
-    shift: &[u8],
-    scratch: &mut [u8],
-) {
-    let _ = scratch;
-    let fast = p.in_zp == 0 && p.kh * p.kw * in_shape[2] <= 2 * KC;
-    #[cfg(ddpm_dsp)]
-    if fast && out_shape[2] == 1 {
-        let done = if y_int16 {
-            one::conv::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        } else {
-            one::conv::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        };
-        if done {
-            return;
-        }
-    }
-    #[cfg(ddpm_dsp)]
-    if fast && in_shape[2] == 1 {
-        let done = if y_int16 {
-            tap9::conv::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        } else {
-            tap9::conv::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        };
-        if done {
-            return;
-        }
-    }
-    #[cfg(ddpm_dsp)]
-    if fast {
-        return if y_int16 {
-            conv_cols::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        } else {
-            conv_cols::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        };
-    }
-    #[cfg(ddpm_wide)]
-    if fast {
-        return if y_int16 {
-            conv_wide::<E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        } else {
-            conv_wide::<E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift)
-        };
-    }
-    let _ = fast;
-    if y_int16 {
-        wide::conv2d::<E16, E16>(x, in_shape, y, out_shape, p, w, bias, mult, shift);
-    } else {
-        wide::conv2d::<E16, E8>(x, in_shape, y, out_shape, p, w, bias, mult, shift);
-    }
-}
-
-/// Input window origin `(iy0, ix0)` of output pixel `q` (`None` past the end).
-#[inline(always)]
-fn origin(q: usize, npix: usize, ow: usize, p: &Conv2dParams) -> Option<(isize, isize)> {
-    (q < npix).then(|| {
-        let (oy, ox) = (q / ow.max(1), q % ow.max(1));
-        ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize)
-    })
-}
-
-/// Whether the whole kernel window at `(iy0, ix0)` lies inside the input.
-#[inline(always)]
-fn inside(pos: (isize, isize), [h, wd, _]: [usize; 3], p: &Conv2dParams) -> bool {
-    let (iy0, ix0) = pos;
-    iy0 >= 0 && iy0 as usize + p.kh <= h && ix0 >= 0 && ix0 as usize + p.kw <= wd
-}
-
-/// Copies `n = dst.len()` int16 elements from element `off` of `x` (0 when out of
-/// bounds).
-#[inline(always)]
-fn copy16(x: &[u8], off: usize, dst: &mut [i16]) {
-    match x.get(2 * off..2 * (off + dst.len())) {
-        Some(s) => {
-            for (d, c) in dst.iter_mut().zip(s.chunks_exact(2)) {
-                if let &[lo, hi] = c {
-                    *d = i16::from_le_bytes([lo, hi]);
-                }
-            }
-        }
-        None => dst.iter_mut().for_each(|v| *v = 0),
-    }
-}
-
-/// One pixel's window chunk `[k0, k0 + len)` of its `[kh][kw][ic]` window into
-/// `raw[..len]`, padding taps 0 (all 0 for `pos = None`).
-#[cfg_attr(ddpm_wide, inline(always))]
-#[allow(clippy::too_many_arguments)]
-fn gather(
-    x: &[u8],
-    in_shape: [usize; 3],
-    p: &Conv2dParams,
-    pos: Option<(isize, isize)>,
-    k0: usize,
-    len: usize,
-    raw: &mut [i16],
-) {
-    let [h, wd, ic] = in_shape;
-    let Some((iy0, ix0)) = pos else {
-        raw.iter_mut().take(len).for_each(|v| *v = 0);
-        return;
-    };
-    let row = p.kw * ic;
-    let k1 = k0 + len;
-    let whole = inside((iy0, ix0), in_shape, p);
-    if whole && k0 == 0 && len == p.kh * row {
-        // The whole window inside the input: one run per kernel row.
-        let base = (iy0 as usize * wd + ix0 as usize) * ic;
-        for (r, d) in raw.chunks_exact_mut(row.max(1)).take(p.kh).enumerate() {
-            copy16(x, base + r * wd * ic, d);
-        }
-        return;
-    }
-    let mut k = k0;
-    // (kernel row, tap, channel) of k: divided once, then advanced run by run.
-    let (mut ky, mut kx, mut i) = match k0 {
-        0 => (0, 0, 0),
-        _ => (k0 / row.max(1), (k0 % row.max(1)) / ic.max(1), k0 % ic.max(1)),
-    };
-    while k < k1 {
-        let iy = iy0 + ky as isize;
-        let ix = ix0 + kx as isize;
-        let row_in = iy >= 0 && (iy as usize) < h;
-        // Contiguous source run: the rest of this kernel row if all its taps are
-        // inside the input, else the rest of this tap.
-        let whole_row = whole || (row_in && ix0 >= 0 && ix0 as usize + p.kw <= wd);
-        let end = if whole_row { (ky + 1) * row } else { k - i + ic }.min(k1);
-        if end <= k {
-            break;
-        }
-        let dst = raw.get_mut(k - k0..end - k0).unwrap_or(&mut []);
-        if row_in && ix >= 0 && (ix as usize) < wd {
-            copy16(x, (iy as usize * wd + ix as usize) * ic + i, dst);
-        } else {
-            dst.iter_mut().for_each(|v| *v = 0);
-        }
-        (kx, i) = if whole_row { (p.kw, 0) } else { (kx + 1, 0) };
-        if kx >= p.kw {
-            (ky, kx) = (ky + 1, 0);
-        }
-        k = end;
-    }
-}
 
 /// Per-channel constants of channels `c0..c0 + cn`: bias and requantization.
 fn consts(c0: usize, cn: usize, bias: &[u8], mult: &[u8], shift: &[u8]) -> [(i32, OutRq); BLOCK] {
@@ -487,7 +329,7 @@ fn dot(col: &[u32; COL_WORDS], w: &[i8], len: usize, acc: &mut [i32; PIX]) {
 /// dot product). Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
 #[allow(clippy::too_many_arguments)]
 #[cfg_attr(not(ddpm_dsp), allow(dead_code))]
-fn conv_cols<Y: Elem>(
+pub(super) fn conv_cols<Y: Elem>(
     x: &[u8],
     in_shape: [usize; 3],
     y: &mut [u8],
@@ -546,7 +388,7 @@ fn conv_cols<Y: Elem>(
                     if direct {
                         columns_direct(x, in_shape, p, o, px, &mut col);
                     } else {
-                        gather(x, in_shape, p, Some(o), k0, len, &mut raw);
+                        gather16(x, in_shape, p, Some(o), k0, len, &mut raw);
                         raw.iter_mut().take(lenp).skip(len).for_each(|v| *v = 0);
                         columns(raw.get(..lenp).unwrap_or(&[]), px, &mut col);
                     }
@@ -779,9 +621,9 @@ mod dsp {
 // no columns, whose gather would serve a single channel.
 
 #[cfg(ddpm_dsp)]
-mod one {
+pub(super) mod one {
     use super::{inside, origin, Conv2dParams, Elem, OutRq, KC};
-    use crate::ops::le_i32;
+    use crate::ops::numerics::le_i32;
     use core::arch::asm;
 
     /// The convolution for `oc = 1`, `ic % 8 == 0`, a 4-aligned input and
@@ -912,7 +754,7 @@ mod one {
 /// `SMLAD`s from the bias. The sums of [`PIX`] pixels are requantized by the
 /// block store of the column kernels.
 #[cfg_attr(not(ddpm_dsp), allow(dead_code))]
-mod tap9 {
+pub(super) mod tap9 {
     use super::{consts, inside, origin, pack, store_block, Conv2dParams, Elem, BLOCK, PIX};
 
     /// Words per channel: the bias and five weight pairs.
@@ -1089,174 +931,19 @@ mod tap9 {
     }
 }
 
-// ---------------------------------------------------------------------------
-// 64-bit hosts: the shared host engine, `super::hostconv`.
-
-/// The host kernel. Needs `in_zp = 0` and `kh·kw·ic ≤ 2·KC`.
-#[allow(clippy::too_many_arguments)]
-#[cfg(ddpm_wide)]
-fn conv_wide<Y: Elem>(
-    x: &[u8],
-    in_shape: [usize; 3],
-    y: &mut [u8],
-    [oh, ow, oc]: [usize; 3],
-    p: &Conv2dParams,
-    w: &[i8],
-    bias: &[u8],
-    mult: &[u8],
-    shift: &[u8],
-) {
-    use super::hostconv;
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if oc == 1
-        && oh * ow >= super::direct::MIN_PIXELS
-        && super::direct::applicable::<E16>(in_shape, [oh, ow, 1], p)
-        // SAFETY: `applicable` checked that the CPU supports AVX2.
-        && unsafe {
-            super::direct::run_one_avx2::<E16, Y>(
-                x, in_shape, [oh, ow], p, w, bias, mult, shift, y,
-            )
-        }
-    {
-        return;
-    }
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if oc == 1 && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        let done = unsafe {
-            one_avx2::<Y>(
-                x,
-                in_shape,
-                y,
-                [oh, ow],
-                p,
-                w,
-                le_i32(bias, 0),
-                le_i32(mult, 0),
-                le_i32(shift, 0),
-            )
-        };
-        if done {
-            return;
-        }
-    }
-    // At least 16 output channels on AVX2: direct, without columns.
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if oc >= 16
-        && oh * ow >= super::direct::MIN_PIXELS
-        && super::direct::applicable::<E16>(in_shape, [oh, ow, oc], p)
-    {
-        // SAFETY: `applicable` checked that the CPU supports AVX2.
-        return unsafe {
-            super::direct::run_avx2::<E16, Y>(x, in_shape, [oh, ow, oc], p, w, bias, mult, shift, y)
-        };
-    }
-    let ksz = p.kh * p.kw * in_shape[2];
-    let npix = oh * ow;
-    let fill = |q: usize, k0: usize, len: usize, col: &mut [i16; hostconv::KC]| {
-        gather(x, in_shape, p, origin(q, npix, ow, p), k0, len, col);
-    };
-    let mut buf = [0i32; hostconv::BLOCK];
-    hostconv::run(npix, ksz, oc, w, bias, mult, shift, fill, |q, c0, v| {
-        let ys = y.get_mut((q * oc + c0) * Y::BYTES..(q * oc + c0 + v.len()) * Y::BYTES);
-        for (o, &r) in buf.iter_mut().zip(v) {
-            *o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
-        }
-        Y::put_all(ys.unwrap_or(&mut []), &buf);
-    });
-}
-
-/// Taps × 16-channel groups of weights [`one_avx2`] holds.
-#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
-const ONE_VECS: usize = 64;
-
-/// One output channel on AVX2 without columns (the UNet's output conv): per
-/// output pixel and tap, `VPMADDWD` of 16 input channels against the tap's
-/// weights (sign-extended once per call), one horizontal sum per pixel, then the
-/// engine's requantization and store (`out_zp + mbqm(bias + Σ)`, clamped to the
-/// activation range and `Y`). The sums are exact in i32 (the loader's window
-/// bound), so the outputs are the reference's. False (nothing written) unless
-/// `ic` is a multiple of 16 and the weights fit [`ONE_VECS`] vectors.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(ddpm_wide, feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn one_avx2<Y: Elem>(
-    x: &[u8],
-    [h, wd, ic]: [usize; 3],
-    y: &mut [u8],
-    [oh, ow]: [usize; 2],
-    p: &Conv2dParams,
-    w: &[i8],
-    bias: i32,
-    mult: i32,
-    shift: i32,
-) -> bool {
-    use core::arch::x86_64::*;
-    let groups = ic / 16;
-    let taps = p.kh * p.kw;
-    if ic == 0 || ic % 16 != 0 || taps * groups > ONE_VECS || w.len() < taps * ic {
-        return false;
-    }
-    let mut wv = [_mm256_setzero_si256(); ONE_VECS];
-    for (k, v) in wv.iter_mut().enumerate().take(taps * groups) {
-        if let Some(s) = w.get(16 * k..16 * k + 16) {
-            // SAFETY: s is 16 bytes.
-            *v = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(s.as_ptr().cast()) });
-        }
-    }
-    let rq = OutRq::new(mult, shift);
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let (iy0, ix0) =
-                ((oy * p.sh) as isize - p.pt as isize, (ox * p.sw) as isize - p.pl as isize);
-            let mut acc = _mm256_setzero_si256();
-            for ky in 0..p.kh {
-                let iy = iy0 + ky as isize;
-                if iy < 0 || iy as usize >= h {
-                    continue;
-                }
-                for kx in 0..p.kw {
-                    let ix = ix0 + kx as isize;
-                    if ix < 0 || ix as usize >= wd {
-                        continue;
-                    }
-                    let at = 2 * (iy as usize * wd + ix as usize) * ic;
-                    let Some(src) = x.get(at..at + 2 * ic) else { continue };
-                    let tap = ky * p.kw + kx;
-                    for (g, chunk) in src.chunks_exact(32).enumerate() {
-                        if let Some(&wg) = wv.get(tap * groups + g) {
-                            // SAFETY: chunk is 32 bytes (16 i16).
-                            let xv = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) };
-                            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wg));
-                        }
-                    }
-                }
-            }
-            let s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-            let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
-            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b10_11_00_01));
-            let r = rq.apply(bias.wrapping_add(_mm_cvtsi128_si32(s1)));
-            let o = p.out_zp.wrapping_add(r).max(p.act_min).min(p.act_max).clamp(Y::MIN, Y::MAX);
-            Y::put(y, oy * ow + ox, o);
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::conv2d::{conv2d_i16, conv2d_mixed};
+    use crate::ops::numerics::testutil::*;
+    use crate::ops::numerics::{E16, E8};
 
     fn i16_bytes(v: &[i16]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
-    /// Every kernel of this file against `wide::conv2d`, bit for bit, both output
+    /// Every kernel of this file against `conv2d_mixed`, bit for bit, both output
     /// types, on random shapes, strides, paddings, kernels and extreme values.
     #[test]
     fn kernels_match_wide_conv2d() {
@@ -1340,11 +1027,11 @@ mod tests {
                 let n = oh * ow * oc * if y16 { 2 } else { 1 };
                 let mut want = vec![0u8; n];
                 if y16 {
-                    wide::conv2d::<E16, E16>(
+                    conv2d_mixed::<E16, E16>(
                         xs, args.0, &mut want, args.1, &p, &w, &bias_b, &mb, &sb,
                     );
                 } else {
-                    wide::conv2d::<E16, E8>(
+                    conv2d_mixed::<E16, E8>(
                         xs, args.0, &mut want, args.1, &p, &w, &bias_b, &mb, &sb,
                     );
                 }
@@ -1386,9 +1073,13 @@ mod tests {
                 {
                     let mut g3 = vec![0u8; n];
                     if y16 {
-                        conv_wide::<E16>(xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb);
+                        crate::ops::conv2d::host::conv_i16::<E16>(
+                            xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb,
+                        );
                     } else {
-                        conv_wide::<E8>(xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb);
+                        crate::ops::conv2d::host::conv_i16::<E8>(
+                            xs, args.0, &mut g3, args.1, &p, &w, &bias_b, &mb, &sb,
+                        );
                     }
                     assert_eq!(g3, want, "wide, case {case}, y16 {y16}");
                 }

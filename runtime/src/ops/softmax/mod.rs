@@ -3,8 +3,10 @@
 //! `d = max − q` (0..=255), `e = exp_table[d]` (u32, `round(exp(−s_in·d)·2^16)`),
 //! `S = Σe` (u64), `y = clamp(⌊(e·256 + S/2) / S⌋ − 128, −128, 127)`:
 //! output scale 1/256, zero point −128. A row with `S = 0` gives −128.
+//!
+//! Portable, every target.
 
-use super::le_u32;
+use crate::ops::numerics::le_u32;
 
 /// Runs softmax; `exp` is the 256-entry LE u32 table.
 pub fn softmax(x: &[i8], y: &mut [i8], len: usize, exp: &[u8]) {
@@ -41,7 +43,7 @@ pub fn softmax(x: &[i8], y: &mut [i8], len: usize, exp: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
 
     /// The f64 quotient against the integer division it replaces, on random
     /// tables (large entries, zeros, the usual exp tables) and row lengths.

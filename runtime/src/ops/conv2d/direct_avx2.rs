@@ -11,16 +11,16 @@
 //! accumulators in registers. Every pair product is below 2^23 and the i32 sums
 //! wrap, exact as the loader bounds the window sums, so the sums are the
 //! reference's in any order; bias and requantization are
-//! [`super::hostconv::BlockRq`]'s fast arm on 8-lane vectors (`VPMULDQ` on even
+//! [`super::host_engine::BlockRq`]'s fast arm on 8-lane vectors (`VPMULDQ` on even
 //! and odd lanes, per-lane shifts), then the output zero point, the activation
 //! clamp and saturating packs into the output type, straight into the output.
 //!
 //! Stack: [`PADW`] i16 words of padded input (64 KiB) and [`WPW`] of repacked
 //! weights (36 KiB).
 
-use super::conv2d::Conv2dParams;
-use super::hostconv::{BlockRq, BLOCK};
-use super::wide::Elem;
+use super::host_engine::{BlockRq, BLOCK};
+use super::params::Conv2dParams;
+use crate::ops::numerics::Elem;
 
 /// i16 words of the padded input image.
 pub(super) const PADW: usize = 32 * 1024;
@@ -237,7 +237,7 @@ pub unsafe fn run_one_avx2<X: Elem, Y: Elem>(
     let mut wv = [_mm256_setzero_si256(); ONE_VECS];
     for (j, v) in wv.iter_mut().enumerate().take(taps * groups) {
         // SAFETY: AVX2 is enabled here; load16 reads 16 weights in bounds.
-        *v = unsafe { super::winograd::load16(w, 16 * j, 16, 0) };
+        *v = unsafe { load16(w, 16 * j, 16, 0) };
     }
     // Word offset of vector j (tap t = j / groups, group g) within a window.
     let mut voff = [0usize; ONE_VECS];
@@ -339,7 +339,7 @@ pub unsafe fn run_matvec_avx2<Y: Elem>(
     let zp = _mm256_set1_epi16(p.in_zp as i16);
     for (j, v) in xv.iter_mut().enumerate().take(ic / 16) {
         // SAFETY: AVX2 is enabled here; load16 reads in bounds.
-        *v = _mm256_sub_epi16(unsafe { super::winograd::load16(x, 16 * j, 16, 0) }, zp);
+        *v = _mm256_sub_epi16(unsafe { load16(x, 16 * j, 16, 0) }, zp);
     }
     let mut c0 = 0;
     while c0 < oc {
@@ -354,7 +354,7 @@ pub unsafe fn run_matvec_avx2<Y: Elem>(
                 let mut acc = _mm256_setzero_si256();
                 for (j, &xj) in xv.iter().enumerate().take(ic / 16) {
                     // SAFETY: AVX2 is enabled here; load16 reads in bounds.
-                    let wj = unsafe { super::winograd::load16(w, row + 16 * j, 16, 0) };
+                    let wj = unsafe { load16(w, row + 16 * j, 16, 0) };
                     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xj, wj));
                 }
                 let s4 =
@@ -450,7 +450,6 @@ pub(super) unsafe fn put_pixel<Y: Elem>(
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn repack(wpk: &mut [i16], w: &[i8], taps: usize, ic: usize, c0: usize, pn: usize) {
-    use super::winograd::{load16, transpose8};
     use core::arch::x86_64::*;
     let pairs = ic.div_ceil(2);
     let ksz = taps * ic;
@@ -637,14 +636,75 @@ impl Epi {
     }
 }
 
+/// Sixteen int8 values from `src[at..]` as i16 lanes: the first `n ≤ 16` from
+/// `src`, the rest `fill`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn load16(
+    src: &[i8],
+    at: usize,
+    n: usize,
+    fill: i8,
+) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::*;
+    match src.get(at..at + 16) {
+        // SAFETY: 16 bytes in bounds.
+        Some(s) if n >= 16 => _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(s.as_ptr().cast()) }),
+        _ => {
+            let mut b = [fill; 16];
+            let part = src.get(at..at + n.min(16)).unwrap_or(&[]);
+            for (d, &v) in b.iter_mut().zip(part) {
+                *d = v;
+            }
+            // SAFETY: b is 16 bytes.
+            _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(b.as_ptr().cast()) })
+        }
+    }
+}
+
+/// 8×8 transpose of 32-bit elements.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn transpose8(
+    r: &[core::arch::x86_64::__m256i; 8],
+) -> [core::arch::x86_64::__m256i; 8] {
+    use core::arch::x86_64::*;
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = *r;
+    let (a0, a1) = (_mm256_unpacklo_epi32(r0, r1), _mm256_unpackhi_epi32(r0, r1));
+    let (a2, a3) = (_mm256_unpacklo_epi32(r2, r3), _mm256_unpackhi_epi32(r2, r3));
+    let (a4, a5) = (_mm256_unpacklo_epi32(r4, r5), _mm256_unpackhi_epi32(r4, r5));
+    let (a6, a7) = (_mm256_unpacklo_epi32(r6, r7), _mm256_unpackhi_epi32(r6, r7));
+    let (b0, b1) = (_mm256_unpacklo_epi64(a0, a2), _mm256_unpackhi_epi64(a0, a2));
+    let (b2, b3) = (_mm256_unpacklo_epi64(a1, a3), _mm256_unpackhi_epi64(a1, a3));
+    let (b4, b5) = (_mm256_unpacklo_epi64(a4, a6), _mm256_unpackhi_epi64(a4, a6));
+    let (b6, b7) = (_mm256_unpacklo_epi64(a5, a7), _mm256_unpackhi_epi64(a5, a7));
+    [
+        _mm256_permute2x128_si256(b0, b4, 0x20),
+        _mm256_permute2x128_si256(b1, b5, 0x20),
+        _mm256_permute2x128_si256(b2, b6, 0x20),
+        _mm256_permute2x128_si256(b3, b7, 0x20),
+        _mm256_permute2x128_si256(b0, b4, 0x31),
+        _mm256_permute2x128_si256(b1, b5, 0x31),
+        _mm256_permute2x128_si256(b2, b6, 0x31),
+        _mm256_permute2x128_si256(b3, b7, 0x31),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
-    use crate::ops::wide::{self, E16, E8};
+    use crate::ops::conv2d::conv2d_mixed;
+    use crate::ops::numerics::testutil::*;
+    use crate::ops::numerics::{E16, E8};
 
-    /// One random case of `X` input and `Y` output against `wide::conv2d`, bit for
+    /// One random case of `X` input and `Y` output against `conv2d_mixed`, bit for
     /// bit; returns whether the kernel took it and whether every multiplier was a
     /// fast-arm one (the vector epilogue).
     fn case<X: Elem, Y: Elem>(r: &mut Rng, n: usize) -> (bool, bool) {
@@ -717,7 +777,7 @@ mod tests {
         let bias_b = if n % 11 == 0 { vec![] } else { i32_bytes(&bias) };
         let (mb, sb) = (i32_bytes(&mult), i32_bytes(&shift));
         let mut want = vec![0u8; oh * ow * oc * Y::BYTES];
-        wide::conv2d::<X, Y>(&x, [h, wd, ic], &mut want, [oh, ow, oc], &p, &w, &bias_b, &mb, &sb);
+        conv2d_mixed::<X, Y>(&x, [h, wd, ic], &mut want, [oh, ow, oc], &p, &w, &bias_b, &mb, &sb);
         let mut got = vec![0x5au8; want.len()];
         // SAFETY: `applicable` checked that the CPU supports AVX2.
         unsafe {
@@ -730,7 +790,7 @@ mod tests {
         (true, !general)
     }
 
-    /// [`run_one_avx2`] (one output channel) against `wide::conv2d` on random
+    /// [`run_one_avx2`] (one output channel) against `conv2d_mixed` on random
     /// shapes, strides, paddings, 16–48 input channels, both input and output
     /// types, extreme values and clamps; pixel counts not a multiple of 8.
     #[test]
@@ -775,7 +835,7 @@ mod tests {
                 i32_bytes(&[sh]),
             );
             let mut want = vec![0u8; oh * ow * Y::BYTES];
-            wide::conv2d::<X, Y>(&x, [h, wd, ic], &mut want, [oh, ow, 1], &p, &w, &bb, &mb, &sb);
+            conv2d_mixed::<X, Y>(&x, [h, wd, ic], &mut want, [oh, ow, 1], &p, &w, &bb, &mb, &sb);
             let mut got = vec![0x5au8; want.len()];
             // SAFETY: AVX2 is present (checked by the caller).
             let ran = unsafe {
@@ -802,7 +862,7 @@ mod tests {
         assert!(ran > 500, "{ran}");
     }
 
-    /// [`run_matvec_avx2`] against `wide::conv2d` on one-pixel 1×1 convolutions:
+    /// [`run_matvec_avx2`] against `conv2d_mixed` on one-pixel 1×1 convolutions:
     /// 16–512 input and 1–140 output channels, both output types, zero points,
     /// clamps, extreme values and, in a third of the cases, general multipliers.
     #[test]
@@ -843,7 +903,7 @@ mod tests {
             let (bb, mb, sb) = (i32_bytes(&bias), i32_bytes(&mb), i32_bytes(&sb));
             let xb: Vec<u8> = x.iter().map(|&v| v as u8).collect();
             let mut want = vec![0u8; oc * Y::BYTES];
-            wide::conv2d::<E8, Y>(&xb, [1, 1, ic], &mut want, [1, 1, oc], &p, &w, &bb, &mb, &sb);
+            conv2d_mixed::<E8, Y>(&xb, [1, 1, ic], &mut want, [1, 1, oc], &p, &w, &bb, &mb, &sb);
             let mut got = vec![0x5au8; want.len()];
             // SAFETY: AVX2 is present (checked by the caller).
             let ran = unsafe {
@@ -865,7 +925,7 @@ mod tests {
     /// Every input and output type, random shapes (kernels 1×1 to 5×5, strides
     /// 1–3, paddings, 1–40 input and 1–80 output channels, partial panels),
     /// extreme values, zero points, activation clamps, a missing bias and
-    /// general (left-shift) multipliers, against `wide::conv2d`.
+    /// general (left-shift) multipliers, against `conv2d_mixed`.
     #[test]
     fn matches_wide_conv2d() {
         if !std::is_x86_feature_detected!("avx2") {

@@ -1,6 +1,6 @@
-//! The CONV2D engine of 64-bit hosts (`cfg(ddpm_wide)`: x86_64, aarch64), shared by
-//! the int8-input ([`super::im2col::conv2d_im2col_wide`]) and int16-input
-//! ([`super::conv16::conv2d_i16`]) convolutions, whatever their output type.
+//! The CONV2D column engine of 64-bit hosts (`cfg(ddpm_wide)`: x86_64, aarch64),
+//! shared by the int8-input ([`super::host::conv2d_im2col_wide`]) and int16-input
+//! ([`super::host::conv_i16`]) convolutions, whatever their output type.
 //!
 //! Per [`WPIX`] output pixels the caller's `fill` writes each pixel's window chunk
 //! (`x − in_zp`, padding 0) as a contiguous i16 column; every output channel's
@@ -21,8 +21,17 @@
 //! per-channel constants, and `BLOCK·KC` bytes of repacked weights (about
 //! 25 KiB).
 
-use super::im2col::OutRq;
-use super::le_i32;
+use crate::ops::numerics::{le_i32, OutRq};
+
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64_neon.rs"]
+mod aarch64_neon;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[path = "x86_avx2.rs"]
+mod x86_avx2;
+
+#[cfg(all(feature = "std", target_arch = "aarch64"))]
+pub use aarch64_neon::run_i8;
 
 /// Output pixels per column group.
 pub const WPIX: usize = 4;
@@ -59,108 +68,10 @@ pub fn run(
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { run_avx2(npix, ksz, oc, w, bias, mult, shift, fill, store) };
+        return unsafe { x86_avx2::run_avx2(npix, ksz, oc, w, bias, mult, shift, fill, store) };
     }
     #[cfg(target_arch = "aarch64")]
-    return engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_neon, NO_PANEL);
-    #[cfg(not(target_arch = "aarch64"))]
-    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_plain, NO_PANEL)
-}
-
-/// A panel kernel: `(panel, columns, pairs, sums)`, see [`panel_avx2`].
-type PanelFn<T> = fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; BLOCK]; WPIX], usize);
-
-/// No panel kernel: the engine runs the pair kernel only.
-const NO_PANEL: Option<PanelFn<i16>> = None;
-
-/// The engine on raw int8 columns for CPUs with the dot-product extension
-/// (aarch64 `SDOT`: Cortex-A76 and later, such as the Raspberry Pi 5's):
-/// `fill(q, k0, len, col)` writes pixel `q`'s raw window chunk, padding taps
-/// `zp` (the input zero point), and `zp·Σw` is taken off the biases; otherwise
-/// as [`run`]. Returns false (nothing run) when the CPU lacks `SDOT`.
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
-#[allow(clippy::too_many_arguments)]
-pub fn run_i8(
-    npix: usize,
-    ksz: usize,
-    oc: usize,
-    w: &[i8],
-    bias: &[u8],
-    mult: &[u8],
-    shift: &[u8],
-    zp: i32,
-    fill: impl FnMut(usize, usize, usize, &mut [i8; KC]),
-    store: impl FnMut(usize, usize, &[i32]),
-) -> bool {
-    if !std::arch::is_aarch64_feature_detected!("dotprod") {
-        return false;
-    }
-    // SAFETY: the CPU has the dot-product extension (checked just above).
-    unsafe { run_sdot(npix, ksz, oc, w, bias, mult, shift, zp, fill, store) };
-    true
-}
-
-/// [`engine`] on int8 columns with the `SDOT` kernel, compiled with the
-/// dot-product extension.
-///
-/// # Safety
-/// The CPU must have the dot-product extension.
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
-#[target_feature(enable = "dotprod")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_sdot(
-    npix: usize,
-    ksz: usize,
-    oc: usize,
-    w: &[i8],
-    bias: &[u8],
-    mult: &[u8],
-    shift: &[u8],
-    zp: i32,
-    fill: impl FnMut(usize, usize, usize, &mut [i8; KC]),
-    store: impl FnMut(usize, usize, &[i32]),
-) {
-    // SAFETY (of the kernel calls): the dot-product extension is enabled here.
-    let no_panel: Option<PanelFn<i8>> = None;
-    engine(
-        npix,
-        ksz,
-        oc,
-        w,
-        bias,
-        mult,
-        shift,
-        zp,
-        fill,
-        store,
-        |c, w0, w1, a| unsafe { dot2_sdot(c, w0, w1, a) },
-        no_panel,
-    )
-}
-
-/// [`engine`] compiled for AVX2 with the AVX2 column kernel.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx2(
-    npix: usize,
-    ksz: usize,
-    oc: usize,
-    w: &[i8],
-    bias: &[u8],
-    mult: &[u8],
-    shift: &[u8],
-    fill: impl FnMut(usize, usize, usize, &mut [i16; KC]),
-    store: impl FnMut(usize, usize, &[i32]),
-) {
-    // SAFETY (of the kernel calls): AVX2 is enabled in this function.
-    let panel = |p: &[i8], c: &Cols, n: usize, s: &mut [[i32; BLOCK]; WPIX], at: usize| unsafe {
-        panel_avx2(p, c, n, s, at)
-    };
-    engine(
+    return engine(
         npix,
         ksz,
         oc,
@@ -171,10 +82,18 @@ unsafe fn run_avx2(
         0,
         fill,
         store,
-        |c, w0, w1, a| unsafe { dot2_avx2(c, w0, w1, a) },
-        Some(panel),
-    )
+        aarch64_neon::dot2_neon,
+        NO_PANEL,
+    );
+    #[cfg(not(target_arch = "aarch64"))]
+    engine(npix, ksz, oc, w, bias, mult, shift, 0, fill, store, dot2_plain, NO_PANEL)
 }
+
+/// A panel kernel: `(panel, columns, pairs, sums)`, see `panel_avx2` in `x86_avx2.rs`.
+type PanelFn<T> = fn(&[i8], &[[T; KC]; WPIX], usize, &mut [[i32; BLOCK]; WPIX], usize);
+
+/// No panel kernel: the engine runs the pair kernel only.
+const NO_PANEL: Option<PanelFn<i16>> = None;
 
 /// `(bias, kpos, m, e1)` slices of [`BlockRq::fast_consts`].
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
@@ -407,52 +326,6 @@ fn repack(wbuf: &mut [i8], w: &[i8], ksz: usize, c0: usize, cn: usize) {
     }
 }
 
-/// AVX2 panel kernel, outer-product form: per pair `k` of the window, each
-/// pixel's `col[2k], col[2k+1]` broadcast to every lane and `VPMADDWD` against the
-/// panel's 16 channel pairs (sign-extended to i16) adds both products into eight
-/// channel lanes; sums come out channel-contiguous, with no horizontal reduction.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn panel_avx2(
-    pan: &[i8],
-    cols: &Cols,
-    pairs: usize,
-    sums: &mut [[i32; BLOCK]; WPIX],
-    at: usize,
-) {
-    use core::arch::x86_64::*;
-    // Pairs within the panel and every column (2·pairs ≤ KC: KC is even).
-    let pairs = pairs.min(pan.len() / (2 * PANEL)).min(KC / 2);
-    let mut acc = [[_mm256_setzero_si256(); 2]; WPIX];
-    let wp = pan.as_ptr();
-    for k in 0..pairs {
-        // SAFETY: k < pairs bounds the panel's rows (2·PANEL bytes each) and each
-        // column's pairs.
-        unsafe {
-            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(2 * PANEL * k).cast()));
-            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(2 * PANEL * k + 16).cast()));
-            for ([a0, a1], c) in acc.iter_mut().zip(cols) {
-                let x = _mm256_set1_epi32(c.as_ptr().add(2 * k).cast::<i32>().read_unaligned());
-                *a0 = _mm256_add_epi32(*a0, _mm256_madd_epi16(x, w0));
-                *a1 = _mm256_add_epi32(*a1, _mm256_madd_epi16(x, w1));
-            }
-        }
-    }
-    for ([a0, a1], s) in acc.iter().zip(sums.iter_mut()) {
-        if let Some(d) = s.get_mut(at..at + PANEL) {
-            // SAFETY: d is PANEL = 16 i32; unaligned stores.
-            unsafe {
-                _mm256_storeu_si256(d.as_mut_ptr().cast(), *a0);
-                _mm256_storeu_si256(d.as_mut_ptr().add(8).cast(), *a1);
-            }
-        }
-    }
-}
-
 /// `Σ_k col[p][k]·w[k]` over `w.len()` (≤ [`KC`]) elements.
 #[inline(always)]
 #[cfg_attr(
@@ -485,65 +358,6 @@ fn dot2_plain(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
     }
 }
 
-/// NEON pair kernel (baseline on aarch64): per 8 elements one weight load per row
-/// sign-extended to i16 (`SXTL`), then `SMLAL`/`SMLAL2` widening products into i32
-/// lanes, each column load feeding both rows.
-#[cfg(target_arch = "aarch64")]
-fn dot2_neon(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
-    use core::arch::aarch64::*;
-    let n = w0.len().min(KC);
-    if w1.len() != n {
-        // The odd last channel: one row.
-        let n8 = n / 8 * 8;
-        // SAFETY: every load reads 8 elements at k with k + 8 ≤ n ≤ KC, which
-        // bounds `w0` and each column.
-        unsafe {
-            let mut v = [vdupq_n_s32(0); WPIX];
-            let mut k = 0;
-            while k < n8 {
-                let wv = vmovl_s8(vld1_s8(w0.as_ptr().add(k)));
-                for (vp, c) in v.iter_mut().zip(col) {
-                    let xv = vld1q_s16(c.as_ptr().add(k));
-                    *vp = vmlal_s16(*vp, vget_low_s16(xv), vget_low_s16(wv));
-                    *vp = vmlal_high_s16(*vp, xv, wv);
-                }
-                k += 8;
-            }
-            let [a0, _] = acc;
-            for ((a, vp), c) in a0.iter_mut().zip(v).zip(col) {
-                let t = dot_scalar(c.get(n8..n).unwrap_or(&[]), w0.get(n8..n).unwrap_or(&[]));
-                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
-            }
-        }
-        return;
-    }
-    let n8 = n / 8 * 8;
-    // SAFETY: as above, for both rows (both have n elements).
-    unsafe {
-        let mut v = [[vdupq_n_s32(0); WPIX]; 2];
-        let mut k = 0;
-        while k < n8 {
-            let wa = vmovl_s8(vld1_s8(w0.as_ptr().add(k)));
-            let wb = vmovl_s8(vld1_s8(w1.as_ptr().add(k)));
-            let [va, vb] = &mut v;
-            for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
-                let xv = vld1q_s16(c.as_ptr().add(k));
-                let xl = vget_low_s16(xv);
-                *a = vmlal_high_s16(vmlal_s16(*a, xl, vget_low_s16(wa)), xv, wa);
-                *b = vmlal_high_s16(vmlal_s16(*b, xl, vget_low_s16(wb)), xv, wb);
-            }
-            k += 8;
-        }
-        for ((ar, vr), wr) in acc.iter_mut().zip(v).zip([w0, w1]) {
-            let tail = wr.get(n8..n).unwrap_or(&[]);
-            for ((a, vp), c) in ar.iter_mut().zip(vr).zip(col) {
-                let t = dot_scalar(c.get(n8..n).unwrap_or(&[]), tail);
-                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
-            }
-        }
-    }
-}
-
 /// `Σ_k col[k]·w[k]` over `w.len()` (≤ [`KC`]) int8 elements.
 #[inline(always)]
 #[cfg_attr(not(all(feature = "std", target_arch = "aarch64")), allow(dead_code))]
@@ -551,155 +365,16 @@ fn dot_scalar8(c: &[i8], w: &[i8]) -> i32 {
     c.iter().zip(w).map(|(&x, &v)| x as i32 * v as i32).fold(0i32, |s, v| s.wrapping_add(v))
 }
 
-/// `SDOT` of the 16 int8 lanes of `x` and `w` into the four i32 lanes of `acc`
-/// (each lane adds four products).
-///
-/// # Safety
-/// The CPU must have the dot-product extension.
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
-#[target_feature(enable = "dotprod")]
-#[inline]
-unsafe fn sdot(
-    acc: core::arch::aarch64::int32x4_t,
-    x: core::arch::aarch64::int8x16_t,
-    w: core::arch::aarch64::int8x16_t,
-) -> core::arch::aarch64::int32x4_t {
-    let mut a = acc;
-    // SAFETY: register-only; the extension is enabled in this function.
-    unsafe {
-        core::arch::asm!(
-            "sdot {a:v}.4s, {x:v}.16b, {w:v}.16b",
-            a = inout(vreg) a,
-            x = in(vreg) x,
-            w = in(vreg) w,
-            options(pure, nomem, nostack, preserves_flags),
-        )
-    };
-    a
-}
-
-/// `SDOT` pair kernel on int8 columns: per 16 elements one load per weight row
-/// and per column, 8 `SDOT`s (4 pixels × 2 rows, 128 products); an odd last
-/// channel (`w1` shorter) runs one row.
-///
-/// # Safety
-/// The CPU must have the dot-product extension.
-#[cfg(all(feature = "std", target_arch = "aarch64"))]
-#[target_feature(enable = "dotprod")]
-unsafe fn dot2_sdot(col: &[[i8; KC]; WPIX], w0: &[i8], w1: &[i8], acc: &mut Pair) {
-    use core::arch::aarch64::*;
-    let n = w0.len().min(KC);
-    let two = w1.len() == n;
-    let n16 = n / 16 * 16;
-    // SAFETY: every load reads 16 elements at k with k + 16 ≤ n ≤ KC, which
-    // bounds both rows (w1 only when `two`) and every column; `sdot` needs the
-    // extension, enabled here.
-    unsafe {
-        let mut v = [[vdupq_n_s32(0); WPIX]; 2];
-        let mut k = 0;
-        while k < n16 {
-            let wa = vld1q_s8(w0.as_ptr().add(k));
-            let wb = if two { vld1q_s8(w1.as_ptr().add(k)) } else { vdupq_n_s8(0) };
-            let [va, vb] = &mut v;
-            for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
-                let xv = vld1q_s8(c.as_ptr().add(k));
-                *a = sdot(*a, xv, wa);
-                *b = sdot(*b, xv, wb);
-            }
-            k += 16;
-        }
-        let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
-        for ((ar, vr), wr) in acc.iter_mut().zip(v).zip(rows) {
-            let tail = wr.get(n16..n).unwrap_or(&[]);
-            for ((a, vp), c) in ar.iter_mut().zip(vr).zip(col) {
-                let t = dot_scalar8(c.get(n16..n).unwrap_or(&[]), tail);
-                *a = a.wrapping_add(vaddvq_s32(vp).wrapping_add(t));
-            }
-        }
-    }
-}
-
-/// AVX2 pair kernel: per 16 elements one weight load per row sign-extended to
-/// i16, then `VPMADDWD` of each pixel's column against both rows (8 accumulators,
-/// each column load feeding two products); the eight lane sums are reduced
-/// together by a `VPHADDD` tree.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn dot2_avx2(col: &Cols, w0: &[i8], w1: &[i8], acc: &mut Pair) {
-    use core::arch::x86_64::*;
-    let n = w0.len().min(KC);
-    let two = w1.len() == n;
-    let n16 = n / 16 * 16;
-    let mut va = [_mm256_setzero_si256(); WPIX];
-    let mut vb = [_mm256_setzero_si256(); WPIX];
-    let mut k = 0;
-    if two {
-        while k < n16 {
-            // SAFETY: k + 16 ≤ n, which bounds both rows and every column (KC).
-            unsafe {
-                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w0.as_ptr().add(k).cast()));
-                let wb = _mm256_cvtepi8_epi16(_mm_loadu_si128(w1.as_ptr().add(k).cast()));
-                for ((a, b), c) in va.iter_mut().zip(vb.iter_mut()).zip(col) {
-                    let xv = _mm256_loadu_si256(c.as_ptr().add(k).cast());
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wa));
-                    *b = _mm256_add_epi32(*b, _mm256_madd_epi16(xv, wb));
-                }
-            }
-            k += 16;
-        }
-    } else {
-        while k < n16 {
-            // SAFETY: k + 16 ≤ n, which bounds `w0` and every column.
-            unsafe {
-                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w0.as_ptr().add(k).cast()));
-                for (a, c) in va.iter_mut().zip(col) {
-                    let xv = _mm256_loadu_si256(c.as_ptr().add(k).cast());
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wa));
-                }
-            }
-            k += 16;
-        }
-    }
-    // Eight vectors to one vector of their eight totals: [v0 .. v7].
-    let [a0, a1, a2, a3] = va;
-    let [b0, b1, b2, b3] = vb;
-    let t0 = _mm256_hadd_epi32(a0, a1);
-    let t1 = _mm256_hadd_epi32(a2, a3);
-    let t2 = _mm256_hadd_epi32(b0, b1);
-    let t3 = _mm256_hadd_epi32(b2, b3);
-    let u0 = _mm256_hadd_epi32(t0, t1);
-    let u1 = _mm256_hadd_epi32(t2, t3);
-    let s = _mm256_add_epi32(
-        _mm256_permute2x128_si256(u0, u1, 0x20),
-        _mm256_permute2x128_si256(u0, u1, 0x31),
-    );
-    // acc (8 contiguous i32: row 0's four pixels, then row 1's) += s; row 1 of a
-    // single row gets zeros added.
-    let s = if two { s } else { _mm256_blend_epi32(s, _mm256_setzero_si256(), 0xf0) };
-    // SAFETY: `acc` is 8 contiguous i32 (32 bytes); unaligned load and store.
-    unsafe {
-        let p = acc.as_mut_ptr().cast::<__m256i>();
-        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), s));
-    }
-    if n16 < n {
-        let rows: &[&[i8]] = if two { &[w0, w1] } else { &[w0] };
-        for (ar, wr) in acc.iter_mut().zip(rows) {
-            let tail = wr.get(n16..n).unwrap_or(&[]);
-            for (a, c) in ar.iter_mut().zip(col) {
-                *a = a.wrapping_add(dot_scalar(c.get(n16..n).unwrap_or(&[]), tail));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "aarch64")]
+    use super::aarch64_neon::dot2_neon;
+    #[cfg(all(feature = "std", target_arch = "aarch64"))]
+    use super::aarch64_neon::dot2_sdot;
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    use super::x86_avx2::dot2_avx2;
     use super::*;
-    use crate::ops::testutil::Rng;
+    use crate::ops::numerics::testutil::Rng;
 
     /// Under a harness that knows the CPU (`tests/tests/aarch64.rs` runs these
     /// tests in `qemu-aarch64` as a Cortex-A76 and as a Cortex-A72 and sets

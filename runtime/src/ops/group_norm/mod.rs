@@ -14,107 +14,24 @@
 //!
 //! The loader bounds `n ≤ 2^24` and `eps_q32 ≤ 2^56`, so every intermediate fits:
 //! `|n·v − S1| < 2^33`, `R ≤ 2^78`, the product `< 2^111`.
+//!
+//! Kernels: [`group_norm`] (int8; the histogram kernel on 32-bit targets, the
+//! pixel-major kernel of [`fast`] on 64-bit hosts), [`group_norm_mixed`] (int8 or
+//! int16 input and output, [`fast`]: portable exact fixed point, with the
+//! Armv7E-M assembly channel loops in `armv7em.rs` and, on x86_64 with AVX2,
+//! vector sums and an f64 output pass), and the plain definitions in [`reference`](mod@reference). [`scale`] holds
+//! the per-group scale's integer arithmetic.
 
-use super::wide::{add_stage, add_stage_apply};
-use super::{le_i32, mbqm, sat8, Rq};
+pub mod fast;
+pub mod reference;
+pub mod scale;
 
-/// Floor square root of a u128 (bit-by-bit, 64 fixed iterations).
-pub fn isqrt_u128(v: u128) -> u128 {
-    let mut rem = v;
-    let mut root = 0u128;
-    let mut bit = 1u128 << 126;
-    while bit > rem && bit != 0 {
-        bit >>= 2;
-    }
-    while bit != 0 {
-        if rem >= root + bit {
-            rem -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    root
-}
+pub use fast::group_norm_mixed;
+pub use reference::{group_norm_mixed_reference, group_norm_reference};
 
-/// Steps 2–4 of the algorithm for a group of `n` values with sums `S1`, `S2`:
-/// `R = round(2^78 / isqrt(D·2^32 + eps_q32·n²))`, `D = n·S2 − S1²` (0 when the
-/// root is 0).
-#[inline]
-pub fn group_scale(n: i64, s1: i64, s2: i64, eps_q32: u64) -> i128 {
-    let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-    let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-    let r = isqrt_fast(vv);
-    div_fast((1u128 << 78) + r / 2, r) as i128
-}
-
-/// [`isqrt_u128`] from a floating-point estimate made exact: the estimate is
-/// corrected by the integer remainder `v − s²` (its floating-point quotient by
-/// `2s`, at least one step) until `s² ≤ v < (s + 1)²` holds in integers, else
-/// the bit-by-bit root. Exactly `isqrt_u128(v)` for every `v` (the integer
-/// check decides); on 32-bit targets a few hundred instructions instead of
-/// thousands.
-pub fn isqrt_fast(v: u128) -> u128 {
-    if v >= 1 << 124 {
-        return isqrt_u128(v);
-    }
-    // s ≤ 2^62 + a few units: s² and 2s + 1 fit.
-    let mut s = libm::sqrt(v as f64) as u128;
-    for _ in 0..8 {
-        let sq = s * s;
-        if sq > v {
-            let e = sq - v;
-            s -= ((e as f64 / (2.0 * s as f64)) as u128).clamp(1, s);
-        } else {
-            let e = v - sq;
-            if e <= 2 * s {
-                return s;
-            }
-            s += ((e as f64 / (2.0 * s as f64 + 1.0)) as u128).max(1);
-        }
-    }
-    isqrt_u128(v)
-}
-
-/// `⌊a/b⌋` (0 for `b = 0`) from a floating-point estimate made exact: the
-/// integer remainder `a − q·b` corrects the estimate (by its floating-point
-/// quotient by `b`, at least one step) until it lies in `[0, b)`; else the
-/// plain division. Exactly `a / b` for every input (the integer check
-/// decides); the estimate path for `a < 2^120`, `b < 2^64`.
-pub fn div_fast(a: u128, b: u128) -> u128 {
-    if b == 0 {
-        return 0;
-    }
-    if a >= 1 << 120 || b >= 1 << 64 {
-        return a / b;
-    }
-    let mut q = (a as f64 / b as f64) as u128;
-    for _ in 0..8 {
-        let Some(p) = q.checked_mul(b) else { break };
-        if p > a {
-            q -= (((p - a) as f64 / b as f64) as u128).clamp(1, q);
-        } else {
-            let e = a - p;
-            if e < b {
-                return q;
-            }
-            q += ((e as f64 / b as f64) as u128).max(1);
-        }
-    }
-    a / b
-}
-
-/// Divides by `2^s` rounding half away from zero.
-#[inline]
-fn round_shift_i128(v: i128, s: u32) -> i128 {
-    let half = 1i128 << (s - 1);
-    if v >= 0 {
-        (v + half) >> s
-    } else {
-        -((-v + half) >> s)
-    }
-}
+use crate::ops::numerics::stage::{add_stage, add_stage_apply};
+use crate::ops::numerics::{le_i32, sat8, Rq};
+use scale::{group_scale, round_shift_i128};
 
 /// `z[i] = clamp(round_shift_i128(p0 + i·step, 46))` to i32, for `step ≥ 0`.
 ///
@@ -177,9 +94,9 @@ pub fn group_norm(
     // algorithm, vectorized there).
     #[cfg(ddpm_wide)]
     {
-        use super::{as_u8, as_u8_mut, wide::E8};
+        use crate::ops::numerics::{as_u8, as_u8_mut, E8};
         let (xb, yb) = (as_u8(x), as_u8_mut(y));
-        return super::conv16_gn::group_norm::<E8, E8>(
+        return fast::group_norm_mixed::<E8, E8>(
             xb, c, yb, groups, in_zp, out_zp, eps_q32, mult, shift, bias,
         );
     }
@@ -289,61 +206,13 @@ fn group_norm_hist(
 /// Channels whose output tables (256 bytes each) are built at once.
 const OT: usize = 8;
 
-/// The plain definition, element by element (the kernel with `reference-kernels`).
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_reference(
-    x: &[i8],
-    c: usize,
-    y: &mut [i8],
-    groups: usize,
-    in_zp: i32,
-    out_zp: i32,
-    eps_q32: u64,
-    mult: &[u8],
-    shift: &[u8],
-    bias: &[u8],
-) {
-    if c == 0 || groups == 0 {
-        return;
-    }
-    let cg = c / groups;
-    let pixels = x.len() / c;
-    let n = (pixels * cg) as i64;
-    for g in 0..groups {
-        let c0 = g * cg;
-        let (mut s1, mut s2) = (0i64, 0i64);
-        for px in x.chunks_exact(c) {
-            for &q in px.get(c0..c0 + cg).unwrap_or(&[]) {
-                let v = q as i64 - in_zp as i64;
-                s1 += v;
-                s2 += v * v;
-            }
-        }
-        let d = (n as i128 * s2 as i128 - s1 as i128 * s1 as i128).max(0) as u128;
-        let vv = (d << 32) + eps_q32 as u128 * (n as u128 * n as u128);
-        let r = isqrt_u128(vv);
-        let big_r = ((1u128 << 78) + r / 2).checked_div(r).unwrap_or(0) as i128;
-        for (px, ypx) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-            let xs = px.get(c0..c0 + cg).unwrap_or(&[]);
-            let ys = ypx.get_mut(c0..c0 + cg).unwrap_or(&mut []);
-            for (k, (&q, yv)) in (c0..).zip(xs.iter().zip(ys.iter_mut())) {
-                let v = q as i64 - in_zp as i64;
-                let num = (n * v - s1) as i128;
-                let z = round_shift_i128(num * big_r, 46).clamp(i32::MIN as i128, i32::MAX as i128);
-                let o = out_zp
-                    .saturating_add(mbqm(z as i32, le_i32(mult, k), le_i32(shift, k)))
-                    .saturating_add(le_i32(bias, k));
-                *yv = sat8(o, -128, 127);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::scale::{div_fast, isqrt_fast, isqrt_u128};
     use super::*;
     use crate::format::quantize_multiplier;
-    use crate::ops::testutil::*;
+    use crate::ops::numerics::testutil::*;
+    use crate::ops::numerics::E16;
 
     #[test]
     fn z_steps_match_i128() {
@@ -515,6 +384,55 @@ mod tests {
                         // one exact f64 rounding; the bias is added after rounding.
                         let got = y[p * c + k] as f64;
                         assert!((got - want).abs() <= 1.0, "case {case}: got {got} want {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn group_norm_i16_normalizes() {
+        // Output Q: γ = 1, β = 0, output scale 1/4096 → z·4096 ≈ (x − μ)/σ·4096.
+        let mut r = Rng(0x6e);
+        for _ in 0..20 {
+            let (pixels, c, groups) = (r.range(4, 60) as usize, 4usize, 2usize);
+            let x: Vec<i16> = (0..pixels * c).map(|_| r.range(-20000, 20000) as i16).collect();
+            let (m, s) = quantize_multiplier(4096.0 / 65536.0);
+            let mult = i32_bytes(&vec![m; c]);
+            let shift = i32_bytes(&vec![s; c]);
+            let bias = i32_bytes(&vec![0; c]);
+            let mut yb = vec![0u8; pixels * c * 2];
+            group_norm_mixed_reference::<E16, E16>(
+                &i16_bytes(&x),
+                c,
+                &mut yb,
+                groups,
+                0,
+                0,
+                0,
+                &mult,
+                &shift,
+                &bias,
+            );
+            let got = from_i16_bytes(&yb);
+            let cg = c / groups;
+            for g in 0..groups {
+                let vals: Vec<f64> = (0..pixels)
+                    .flat_map(|p| (0..cg).map(move |k| (p, g * cg + k)))
+                    .map(|(p, k)| x[p * c + k] as f64)
+                    .collect();
+                let n = vals.len() as f64;
+                let mu = vals.iter().sum::<f64>() / n;
+                let sd = (vals.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / n).sqrt();
+                for p in 0..pixels {
+                    for k in g * cg..(g + 1) * cg {
+                        let want =
+                            ((x[p * c + k] as f64 - mu) / sd * 4096.0).clamp(-32768.0, 32767.0);
+                        assert!(
+                            (got[p * c + k] as f64 - want).abs() <= 1.0,
+                            "{} vs {want}",
+                            got[p * c + k]
+                        );
                     }
                 }
             }
