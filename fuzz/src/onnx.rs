@@ -39,7 +39,7 @@ pub struct OnnxOutcome {
 }
 
 /// Runs `load::load` on `data` and, on success, `lower::lower`. The timestep
-/// embedding is evaluated with tract (`float::time_table`, as `convert` does) for
+/// embedding is evaluated by the deterministic evaluator (`float::time_table`, as `convert` does) for
 /// one input length in 64, and is a zero table otherwise: the evaluation optimizes
 /// and runs the model, which is not ingestion and costs more than all the rest.
 pub fn check_onnx(data: &[u8]) -> OnnxOutcome {

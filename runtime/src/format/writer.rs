@@ -400,6 +400,43 @@ impl ArtifactBuilder {
     }
 }
 
+/// A minimal valid artifact (one 1×1 CONV2D, 2×2×1 image, T = 4) for examples.
+pub fn doc_artifact() -> Vec<u8> {
+    let mut b = ArtifactBuilder::new();
+    let t =
+        |arena_offset| TensorDesc { h: 2, w: 2, c: 1, arena_offset, zero_point: 0, scale: 0.03 };
+    let x = b.add_tensor(t(0));
+    let y = b.add_tensor(t(16));
+    let w = b.add_weights_i8(&[64]);
+    let bias = b.add_weights_i32(&[0]);
+    let (m, s) = super::quantize_multiplier(0.5 / 64.0);
+    let mult = b.add_weights_i32(&[m]);
+    let shift = b.add_weights_i32(&[s]);
+    let mut params = vec![1, 1, 1, 1, 0, 0, 0, 0, 0, 0, -128, 127];
+    for r in [w, bias, mult, shift] {
+        params.extend(r.params());
+    }
+    let opcode = super::opcode::CONV2D;
+    let (inputs, outputs) = (vec![x], vec![y]);
+    b.add_op(OpDesc { opcode, inputs, outputs, params, scratch_offset: 32, scratch_len: 4 });
+    let (im, is) = super::quantize_multiplier(2f64.powi(-24) / 0.03);
+    b.set_model(ModelDesc {
+        input_tensor: x as u32,
+        output_tensor: y as u32,
+        timesteps: 4,
+        state_frac_bits: 24,
+        input_multiplier: im,
+        input_shift: is,
+        eps_to_state_q16: (0.03 * 2f64.powi(40)) as i64,
+        image_h: 2,
+        image_w: 2,
+        image_c: 1,
+    });
+    b.set_schedule(ScheduleDesc::linear(4, 0.1, 0.5));
+    b.set_arena_bytes(48);
+    b.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

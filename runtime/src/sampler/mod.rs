@@ -630,7 +630,7 @@ mod tests {
 
     /// One update with a given ε, against the f64 formulas of DESIGN.md.
     fn check(cfg: SamplerConfig, t: u32, prev: Option<u32>) {
-        let bytes = crate::doc_artifact();
+        let bytes = crate::format::writer::doc_artifact();
         let model = Model::load(&bytes).unwrap();
         let mut arena = std::vec![0u8; Sampler::arena_bytes(&model)];
         let mut s = Sampler::new(&model, &mut arena, cfg).unwrap();
@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn ddim_timesteps_are_evenly_spaced() {
-        let bytes = crate::doc_artifact();
+        let bytes = crate::format::writer::doc_artifact();
         let model = Model::load(&bytes).unwrap();
         let mut arena = std::vec![0u8; Sampler::arena_bytes(&model)];
         let cfg = SamplerConfig {
