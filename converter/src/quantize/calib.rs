@@ -131,6 +131,25 @@ pub fn trajectories(
     s: &Settings,
     progress: bool,
 ) -> Result<Vec<State>> {
+    walk(chw, sched, s, progress, |x, t| {
+        let eps = fm.eps(x, t as i64)?;
+        if eps.iter().any(|v| !v.is_finite()) {
+            bail!("the float model produced a non-finite ε at t = {t}");
+        }
+        Ok(eps)
+    })
+}
+
+/// The DDIM trajectories both calibration engines walk: `s.trajectories` runs from
+/// seeded Gaussian noise over `s.timesteps` DDIM timesteps, ε (NCHW) from `eps_of(x,
+/// t)`, every visited state recorded.
+fn walk(
+    chw: [usize; 3],
+    sched: &Schedule,
+    s: &Settings,
+    progress: bool,
+    mut eps_of: impl FnMut(&[f32], usize) -> Result<Vec<f32>>,
+) -> Result<Vec<State>> {
     let coef = sched.coefficients();
     let ts = ddim_timesteps(sched.timesteps, s.timesteps);
     let n: usize = chw.iter().product();
@@ -148,10 +167,7 @@ pub fn trajectories(
     for _ in 0..s.trajectories {
         let mut x: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
         for (j, &t) in ts.iter().enumerate() {
-            let eps = fm.eps(&x, t as i64)?;
-            if eps.iter().any(|v| !v.is_finite()) {
-                bail!("the float model produced a non-finite ε at t = {t}");
-            }
+            let eps = eps_of(&x, t)?;
             out.push(State { x: x.clone(), t, eps: eps.clone() });
             let ab = coef.alpha_bar[t];
             let ab_prev = if j + 1 < ts.len() { coef.alpha_bar[ts[j + 1]] } else { 1.0 };
@@ -190,44 +206,22 @@ pub fn calibrate(
     s: &Settings,
     progress: bool,
 ) -> Result<(Vec<State>, Vec<TensorStats>)> {
-    let coef = sched.coefficients();
-    let ts = ddim_timesteps(sched.timesteps, s.timesteps);
     let [c, h, w] = chw;
-    let n = c * h * w;
-    let mut rng = Rng::new(s.seed);
     let mut stats = vec![TensorStats::default(); g.tensors.len()];
     let time_only = time_only_tensors(g);
-    let bar = if progress {
-        ProgressBar::new((s.trajectories * ts.len()) as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("calibrating {bar:40} {pos}/{len} float steps {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut out = Vec::new();
-    for _ in 0..s.trajectories {
-        let mut x: Vec<f32> = (0..n).map(|_| rng.gauss()).collect();
-        for (j, &t) in ts.iter().enumerate() {
-            let vals = interp::run(g, &interp::nchw_to_nhwc(&x, c, h, w), t);
-            let eps = interp::nhwc_to_nchw(&vals[g.output], c, h, w);
-            if eps.iter().any(|v| !v.is_finite()) {
-                bail!("the lowered float graph produced a non-finite ε at t = {t}");
-            }
-            for (i, v) in vals.iter().enumerate() {
-                if !time_only[i] {
-                    stats[i].add(v);
-                }
-            }
-            out.push(State { x: x.clone(), t, eps: eps.clone() });
-            let ab = coef.alpha_bar[t];
-            let ab_prev = if j + 1 < ts.len() { coef.alpha_bar[ts[j + 1]] } else { 1.0 };
-            ddim_step(&mut x, &eps, ab, ab_prev);
-            bar.inc(1);
+    let out = walk(chw, sched, s, progress, |x, t| {
+        let vals = interp::run(g, &interp::nchw_to_nhwc(x, c, h, w), t);
+        let eps = interp::nhwc_to_nchw(&vals[g.output], c, h, w);
+        if eps.iter().any(|v| !v.is_finite()) {
+            bail!("the lowered float graph produced a non-finite ε at t = {t}");
         }
-    }
-    bar.finish_and_clear();
+        for (i, v) in vals.iter().enumerate() {
+            if !time_only[i] {
+                stats[i].add(v);
+            }
+        }
+        Ok(eps)
+    })?;
     add_time_only(g, &time_only, &mut stats);
     Ok((out, stats))
 }
