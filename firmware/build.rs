@@ -54,6 +54,14 @@ const BOARDS: &[Board] = &[
         ],
     },
     Board {
+        feature: "qemu-m33",
+        memory_x: "memory/qemu-mps2-an505.x",
+        // SSRAM1 (code) and SSRAM2 + SSRAM3 (data, contiguous), secure aliases.
+        flash: 4 << 20,
+        ram: 4 << 20,
+        targets: &["thumbv8m.main-none-eabihf", "thumbv8m.main-none-eabi"],
+    },
+    Board {
         feature: "pico",
         memory_x: "memory/pico.x",
         flash: (2 << 20) - 256,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cargo runner for the firmware (see .cargo/config.toml): `run-qemu.sh ELF`.
 #
-# The ELF carries a board tag (src/board/mod.rs). QEMU profiles run under
+# The ELF carries a board tag (src/board/mod.rs), e.g.
+# `qemu:mps2-an505:cortex-m33` for qemu-m33. QEMU profiles run under
 # qemu-system-arm with semihosting, the defmt stream decoded by defmt-print;
 # the exit status is QEMU's, i.e. the firmware's semihosting exit code.
 # Real boards (pico, stm32h743) are handed to `probe-rs run`.

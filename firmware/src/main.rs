@@ -12,7 +12,7 @@ use ddpm_runtime::{Mode, Model, Sampler, SamplerConfig, Sigma};
 use defmt_rtt as _;
 #[cfg(feature = "stm32h743")]
 use defmt_rtt as _;
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7"))]
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "qemu-m33"))]
 use defmt_semihosting as _;
 use embedded_hal::delay::DelayNs;
 

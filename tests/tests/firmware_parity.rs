@@ -2,7 +2,8 @@
 //! (`mps2-an386`), prints the same `DIGEST` as the host runtime for the same
 //! artifact, seed, steps and mode (DDIM-20, η = 0). Checked for three seeds on
 //! thumbv7em code and on thumbv6m (Cortex-M0+) code, which runs on the emulated
-//! M4 too.
+//! M4 too, and for one seed on the Cortex-M33 profile (`qemu-m33`, `mps2-an505`,
+//! thumbv8m.main with the DSP kernels).
 //!
 //! Two artifacts: a small synthetic network (always available, built here with
 //! `ArtifactBuilder`) and the shipped model `models/mnist_unet.ddq` (or
@@ -24,6 +25,9 @@ use ddpm_runtime::{digest, Mode, Model, NoHooks, Sampler, SamplerConfig, Sigma};
 const SEEDS: [u64; 3] = [1, 2, 3];
 const STEPS: u32 = 20;
 const TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+/// The Cortex-M33 profile: its feature, its target and the seeds it runs (one
+/// build and run per seed, so fewer than on the M4).
+const M33: (&str, &str, &[u64]) = ("qemu-m33", "thumbv8m.main-none-eabihf", &[1]);
 
 /// Firmware builds share one target directory; one at a time.
 static FIRMWARE: Mutex<()> = Mutex::new(());
@@ -68,12 +72,22 @@ fn host_digest(bytes: &[u8], seed: u64) -> String {
     format!("{:016x}", digest(&px))
 }
 
-/// Builds and runs the firmware (`cargo run --release` in `firmware/`); returns stdout.
-fn run_firmware(artifact: &Path, target: &str, seed: u64) -> String {
+/// `cargo run --release` arguments for a board profile (`None`: the default, qemu-m4).
+fn profile_args<'a>(board: Option<&'a str>, target: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["run", "--release", "--target", target];
+    if let Some(b) = board {
+        args.extend(["--no-default-features", "--features", b]);
+    }
+    args
+}
+
+/// Builds and runs the firmware (`cargo run --release` in `firmware/`) for
+/// `board` (`None`: the default profile); returns stdout.
+fn run_firmware(artifact: &Path, board: Option<&str>, target: &str, seed: u64) -> String {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(repo().join("firmware"))
-        .args(["run", "--release", "--target", target])
+        .args(profile_args(board, target))
         .env("CARGO_TARGET_DIR", firmware_target_dir())
         .env("DDPM_ARTIFACT", artifact)
         .env("DDPM_SEED", seed.to_string())
@@ -167,7 +181,7 @@ fn parity(artifact: &Path) {
     let mut checked = 0;
     for target in TARGETS {
         for seed in SEEDS {
-            let stdout = run_firmware(artifact, target, seed);
+            let stdout = run_firmware(artifact, None, target, seed);
             let want = host_digest(&bytes, seed);
             assert_eq!(
                 parse_digest(&stdout),
@@ -182,11 +196,27 @@ fn parity(artifact: &Path) {
         }
     }
     assert_eq!(checked, TARGETS.len() * SEEDS.len());
+    let (board, target, seeds) = M33;
+    for &seed in seeds {
+        let stdout = run_firmware(artifact, Some(board), target, seed);
+        let want = host_digest(&bytes, seed);
+        assert_eq!(
+            parse_digest(&stdout),
+            want,
+            "{board} ({target}) seed {seed}: firmware digest != host digest"
+        );
+        assert!(
+            stdout.lines().any(|l| l.starts_with("BENCH {")),
+            "{board}: no BENCH line in:\n{stdout}"
+        );
+        eprintln!("{board} ({target}) seed {seed}: DIGEST {want} (firmware = host)");
+    }
 }
 
 /// The firmware's kernel self-check (`--features selfcheck`) on thumbv7em (the
 /// `SMLAD` conv kernels, the block requantization and the group-norm assembly
-/// loops) and thumbv6m code: every kernel the target picks equals the portable
+/// loops), on thumbv8m.main for the Cortex-M33 (the same DSP kernels) and on
+/// thumbv6m code: every kernel the target picks equals the portable
 /// one on 600 random draws (shapes that do not fit its buffers are skipped).
 #[test]
 fn firmware_kernels_match_portable_kernels_in_qemu() {
@@ -197,11 +227,14 @@ fn firmware_kernels_match_portable_kernels_in_qemu() {
     let path = dir.join("synthetic-selfcheck.ddq");
     std::fs::write(&path, synthetic::artifact()).unwrap();
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-    for target in TARGETS {
+    let runs = TARGETS.iter().map(|&t| (None, t)).chain([(Some(M33.0), M33.1)]);
+    for (board, target) in runs {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut args = profile_args(board, target);
+        args.extend(["--features", "selfcheck"]);
         let out = Command::new(cargo)
             .current_dir(repo().join("firmware"))
-            .args(["run", "--release", "--features", "selfcheck", "--target", target])
+            .args(args)
             .env("CARGO_TARGET_DIR", firmware_target_dir())
             .env("DDPM_ARTIFACT", &path)
             .output()

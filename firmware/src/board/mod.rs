@@ -10,9 +10,9 @@
 
 use embedded_hal::delay::DelayNs;
 
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7"))]
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "qemu-m33"))]
 mod qemu;
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7"))]
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "qemu-m33"))]
 pub use qemu::*;
 
 #[cfg(feature = "pico")]
@@ -25,9 +25,9 @@ mod stm32h743;
 #[cfg(feature = "stm32h743")]
 pub use stm32h743::*;
 
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "pico"))]
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "qemu-m33", feature = "pico"))]
 mod systick;
-#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "pico"))]
+#[cfg(any(feature = "qemu-m4", feature = "qemu-m7", feature = "qemu-m33", feature = "pico"))]
 pub use systick::Clock;
 
 #[cfg(feature = "stm32h743")]
